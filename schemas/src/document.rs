@@ -1,0 +1,253 @@
+//! From one file's text to typed documents: YAML tree, `apiVersion`/`kind` dispatch, typed
+//! conversion, and the field-path → position index the semantic checks report through.
+//!
+//! Pure: no I/O here (see `crate::load`). Dispatch reads `apiVersion` and `kind` from the tree
+//! before any typed conversion, so a future `balanced.io/v2` is one more match arm.
+
+use std::collections::BTreeMap;
+use std::path::{Path, PathBuf};
+
+use crate::diagnostic::{Diagnostic, Position};
+use crate::v1;
+use crate::validate;
+use crate::yaml::{self, Node, NodeKind, YamlError};
+
+/// Every `apiVersion` this build understands.
+pub const SUPPORTED_API_VERSIONS: &[&str] = &[v1::API_VERSION];
+
+/// The kinds of `balanced.io/v1`.
+pub const V1_KINDS: &[&str] = &["Balancer", "NodeConfig"];
+
+/// One typed document.
+#[derive(Debug, Clone, PartialEq, Eq)]
+pub enum Manifest {
+    Balancer(v1::Balancer),
+    NodeConfig(v1::NodeConfig),
+}
+
+impl Manifest {
+    pub fn kind(&self) -> &'static str {
+        match self {
+            Manifest::Balancer(_) => "Balancer",
+            Manifest::NodeConfig(_) => "NodeConfig",
+        }
+    }
+
+    pub fn metadata(&self) -> &v1::Metadata {
+        match self {
+            Manifest::Balancer(b) => &b.metadata,
+            Manifest::NodeConfig(n) => &n.metadata,
+        }
+    }
+
+    pub fn name(&self) -> &str {
+        &self.metadata().name
+    }
+}
+
+/// Where each field of a document was written, by field path: `spec.vip`,
+/// `spec.services[1].backends[0].port`. The document itself is the empty path.
+#[derive(Debug, Clone, PartialEq, Eq, Default)]
+pub struct Positions {
+    by_path: BTreeMap<String, Position>,
+}
+
+impl Positions {
+    /// Indexes every node of a document tree.
+    pub fn of(root: &Node) -> Self {
+        let mut positions = Positions::default();
+        let mut path = String::new();
+        positions.index(root, &mut path);
+        positions
+    }
+
+    fn index(&mut self, node: &Node, path: &mut String) {
+        self.by_path.insert(path.clone(), node.position);
+        let len = path.len();
+        match &node.kind {
+            NodeKind::Map(entries) => {
+                for entry in entries {
+                    yaml::write_path(path, [yaml::Segment::Key(entry.key.clone())]);
+                    self.index(&entry.value, path);
+                    path.truncate(len);
+                }
+            }
+            NodeKind::Seq(items) => {
+                for (i, item) in items.iter().enumerate() {
+                    yaml::write_path(path, [yaml::Segment::Index(i)]);
+                    self.index(item, path);
+                    path.truncate(len);
+                }
+            }
+            _ => {}
+        }
+    }
+
+    /// The position of exactly this field, when it was written.
+    pub fn get(&self, path: &str) -> Option<Position> {
+        self.by_path.get(path).copied()
+    }
+
+    /// The position of this field or, when it was not written (a default applies), of the
+    /// nearest enclosing object that was.
+    pub fn at(&self, path: &str) -> Position {
+        let mut path = path;
+        loop {
+            if let Some(position) = self.by_path.get(path) {
+                return *position;
+            }
+            match path.rfind(['.', '[']) {
+                Some(cut) => path = &path[..cut],
+                None => return self.by_path.get("").copied().unwrap_or_default(),
+            }
+        }
+    }
+}
+
+/// One typed document of a file.
+#[derive(Debug, Clone, PartialEq)]
+pub struct Document {
+    pub path: PathBuf,
+    /// Where the document starts (its first key).
+    pub position: Position,
+    pub manifest: Manifest,
+    pub positions: Positions,
+}
+
+impl Document {
+    /// `path:line:col` of a field (or its nearest written parent), for messages that name
+    /// another place.
+    pub fn place(&self, field: &str) -> String {
+        format!("{}:{}", self.path.display(), self.positions.at(field))
+    }
+}
+
+/// One file: the documents that parsed, and every diagnostic found in it alone.
+///
+/// A file with any error diagnostic must not be applied as a whole; `documents` still holds
+/// the documents that parsed so that cross-file checks can report on them too.
+#[derive(Debug, Clone, PartialEq, Default)]
+pub struct ParsedFile {
+    pub path: PathBuf,
+    pub documents: Vec<Document>,
+    pub diagnostics: Vec<Diagnostic>,
+}
+
+impl ParsedFile {
+    pub fn has_errors(&self) -> bool {
+        crate::diagnostic::has_errors(&self.diagnostics)
+    }
+}
+
+/// Parses one file: syntax, structure, and every check that needs only one document.
+pub fn parse_file(path: &Path, text: &str) -> ParsedFile {
+    let mut file = ParsedFile {
+        path: path.to_owned(),
+        ..ParsedFile::default()
+    };
+    let nodes = match yaml::parse_documents(text) {
+        Ok(nodes) => nodes,
+        Err(e) => {
+            let position = e.position.unwrap_or(Position::new(1, 1));
+            file.diagnostics
+                .push(Diagnostic::error(path, position, yaml_message(&e)));
+            return file;
+        }
+    };
+    for node in &nodes {
+        match parse_document(path, node) {
+            Ok(document) => {
+                file.diagnostics.extend(validate::check_document(&document));
+                file.documents.push(document);
+            }
+            Err(diagnostic) => file.diagnostics.push(diagnostic),
+        }
+    }
+    file
+}
+
+fn yaml_message(e: &YamlError) -> String {
+    if e.path.is_empty() {
+        e.message.clone()
+    } else {
+        format!("{}: {}", e.path, e.message)
+    }
+}
+
+fn parse_document(path: &Path, node: &Node) -> Result<Document, Diagnostic> {
+    let error = |position: Position, message: String| Diagnostic::error(path, position, message);
+    if !matches!(node.kind, NodeKind::Map(_)) {
+        return Err(error(
+            node.position,
+            format!(
+                "a manifest is a mapping with apiVersion, kind, metadata and spec, not {}",
+                node.describe()
+            ),
+        ));
+    }
+    let supported = SUPPORTED_API_VERSIONS.join(", ");
+    let api_version = match node.get("apiVersion") {
+        None => {
+            return Err(error(
+                node.position,
+                format!("missing apiVersion (supported: {supported})"),
+            ));
+        }
+        Some(value) => match value.as_str() {
+            Some(text) => (text, value.position),
+            None => {
+                return Err(error(
+                    value.position,
+                    format!(
+                        "apiVersion must be a string, not {} (supported: {supported})",
+                        value.describe()
+                    ),
+                ));
+            }
+        },
+    };
+    let kind = match node.get("kind") {
+        None => {
+            return Err(error(node.position, "missing kind".to_owned()));
+        }
+        Some(value) => match value.as_str() {
+            Some(text) => (text, value.position),
+            None => {
+                return Err(error(
+                    value.position,
+                    format!("kind must be a string, not {}", value.describe()),
+                ));
+            }
+        },
+    };
+    let manifest = match api_version.0 {
+        v1::API_VERSION => match kind.0 {
+            "Balancer" => yaml::from_node(node).map(Manifest::Balancer),
+            "NodeConfig" => yaml::from_node(node).map(Manifest::NodeConfig),
+            other => {
+                return Err(error(
+                    kind.1,
+                    format!(
+                        "unknown kind {other:?} for {}: expected {}",
+                        v1::API_VERSION,
+                        V1_KINDS.join(" or ")
+                    ),
+                ));
+            }
+        },
+        other => {
+            return Err(error(
+                api_version.1,
+                format!("unsupported apiVersion {other:?}: supported: {supported}"),
+            ));
+        }
+    };
+    let manifest =
+        manifest.map_err(|e| error(e.position.unwrap_or(node.position), yaml_message(&e)))?;
+    Ok(Document {
+        path: path.to_owned(),
+        position: node.position,
+        manifest,
+        positions: Positions::of(node),
+    })
+}

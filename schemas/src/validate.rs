@@ -1,0 +1,873 @@
+//! Semantic checks that need one document only.
+//!
+//! Pure: takes a typed [`Document`], returns diagnostics. Each message names the object
+//! (`service TCP 198.51.100.10:80: backend 10.0.0.1:8080: …`) and each position is the
+//! offending field or value, or the nearest written parent when the value is a default.
+//! Rules that span documents (unique names, services across files, node ranges) live in
+//! `crate::check`.
+//!
+//! Minimum kernels: `mh` needs Linux 4.18, GUE tunnels 5.2, GRE tunnels 5.3, mixed-family
+//! tunnels (an IPv4 backend behind an IPv6 VIP or back) 5.3 as well.
+
+use std::collections::HashMap;
+use std::collections::hash_map::Entry;
+use std::net::IpAddr;
+
+use crate::diagnostic::Diagnostic;
+use crate::document::{Document, Manifest};
+use crate::v1::{
+    self, Backend, BackendState, Encapsulation, ForwardingMethod, Netmask, Protocol, Scheduler,
+    SchedulerFlag, TunnelChecksum, VirtualService,
+};
+
+/// Slots of the kernel's `mh` lookup table at the default `CONFIG_IP_VS_MH_TAB_INDEX` (12).
+pub const MH_TABLE_SIZE: usize = 4093;
+/// Above this many backends (1 % of the table) Maglev's balance degrades noticeably.
+pub const MH_BALANCED_BACKENDS: usize = MH_TABLE_SIZE / 100;
+/// The longest interface name Linux accepts (IFNAMSIZ − 1).
+pub const MAX_INTERFACE_NAME: usize = 15;
+/// The longest IPVS timeout the kernel takes (`INT_MAX / HZ` at HZ=1000), in seconds.
+pub const MAX_IPVS_TIMEOUT_SECS: u64 = 2_147_483;
+/// The sysctls every manifest-driven node may converge live under this prefix.
+pub const SYSCTL_PREFIX: &str = "net.ipv4.vs.";
+/// The `net.ipv4.vs.*` sysctls of mainline Linux (Documentation/networking/ipvs-sysctl.rst).
+/// Others are accepted with a warning, for newer kernels.
+pub const KNOWN_SYSCTLS: &[&str] = &[
+    "am_droprate",
+    "amemthresh",
+    "backup_only",
+    "cache_bypass",
+    "conn_reuse_mode",
+    "conntrack",
+    "debug_level",
+    "drop_entry",
+    "drop_packet",
+    "est_cpulist",
+    "est_nice",
+    "expire_nodest_conn",
+    "expire_quiescent_template",
+    "ignore_tunneled",
+    "lblc_expiration",
+    "lblcr_expiration",
+    "nat_icmp_send",
+    "pmtu_disc",
+    "run_estimation",
+    "schedule_icmp",
+    "secure_tcp",
+    "sloppy_sctp",
+    "sloppy_tcp",
+    "snat_reroute",
+    "sync_persist_mode",
+    "sync_ports",
+    "sync_qlen_max",
+    "sync_refresh_period",
+    "sync_retries",
+    "sync_sock_size",
+    "sync_threshold",
+    "sync_version",
+];
+
+/// What identifies a virtual service in the kernel: (VIP, protocol, port) or (family, mark).
+#[derive(Debug, Clone, Copy, PartialEq, Eq, Hash, PartialOrd, Ord)]
+pub enum ServiceKey {
+    Port(IpAddr, Protocol, u16),
+    Mark(Family, u32),
+}
+
+#[derive(Debug, Clone, Copy, PartialEq, Eq, Hash, PartialOrd, Ord)]
+pub enum Family {
+    Ipv4,
+    Ipv6,
+}
+
+impl Family {
+    pub fn of(address: IpAddr) -> Family {
+        match address {
+            IpAddr::V4(_) => Family::Ipv4,
+            IpAddr::V6(_) => Family::Ipv6,
+        }
+    }
+
+    pub fn as_str(self) -> &'static str {
+        match self {
+            Family::Ipv4 => "IPv4",
+            Family::Ipv6 => "IPv6",
+        }
+    }
+}
+
+/// The kernel identity of a service, when it has a complete one.
+pub fn service_key(vip: IpAddr, service: &VirtualService) -> Option<ServiceKey> {
+    match (service.fwmark, service.protocol, service.port) {
+        (Some(mark), _, _) => Some(ServiceKey::Mark(Family::of(vip), mark)),
+        (None, Some(protocol), Some(port)) => Some(ServiceKey::Port(vip, protocol, port)),
+        _ => None,
+    }
+}
+
+/// How messages name a service: `TCP 198.51.100.10:80`, `UDP [2001:db8::53]:53`,
+/// `fwmark 7 (IPv4)`.
+pub fn service_name(vip: IpAddr, service: &VirtualService) -> String {
+    if let Some(mark) = service.fwmark {
+        return format!("fwmark {mark} ({})", Family::of(vip).as_str());
+    }
+    let protocol = service.protocol.map_or("?", Protocol::as_str);
+    match service.port {
+        Some(port) => format!("{protocol} {}", socket(vip, port)),
+        None => format!("{protocol} {vip}"),
+    }
+}
+
+fn socket(address: IpAddr, port: u16) -> String {
+    std::net::SocketAddr::new(address, port).to_string()
+}
+
+/// The port a backend receives: its own, else the service's (0 for fwmark services).
+pub fn backend_port(service: &VirtualService, backend: &Backend) -> u16 {
+    backend.port.or(service.port).unwrap_or(0)
+}
+
+/// Every check of one document.
+pub fn check_document(document: &Document) -> Vec<Diagnostic> {
+    let mut report = Report {
+        document,
+        diagnostics: Vec::new(),
+    };
+    check_metadata(&mut report, document.manifest.metadata());
+    match &document.manifest {
+        Manifest::Balancer(balancer) => check_balancer(&mut report, balancer),
+        Manifest::NodeConfig(config) => check_node_config(&mut report, &config.spec),
+    }
+    report.diagnostics
+}
+
+/// Collects diagnostics at field paths of one document.
+struct Report<'a> {
+    document: &'a Document,
+    diagnostics: Vec<Diagnostic>,
+}
+
+impl Report<'_> {
+    fn error(&mut self, field: &str, message: impl Into<String>) {
+        let position = self.document.positions.at(field);
+        self.diagnostics
+            .push(Diagnostic::error(&self.document.path, position, message));
+    }
+
+    fn warning(&mut self, field: &str, message: impl Into<String>) {
+        let position = self.document.positions.at(field);
+        self.diagnostics
+            .push(Diagnostic::warning(&self.document.path, position, message));
+    }
+}
+
+fn check_metadata(report: &mut Report, metadata: &v1::Metadata) {
+    let name = &metadata.name;
+    if name.is_empty() {
+        report.error("metadata.name", "metadata.name must not be empty");
+    } else if !is_dns_name(name) {
+        report.error(
+            "metadata.name",
+            format!(
+                "metadata.name {name:?} is not a DNS-style name: lowercase letters, digits, '-' \
+                 and '.', starting and ending with a letter or digit, at most 253 characters"
+            ),
+        );
+    }
+    if let Some(source) = &metadata.source
+        && !is_valid_source(source)
+    {
+        report.error(
+            "metadata.source",
+            format!(
+                "metadata.source {source:?} must be \"manual\" or \
+                 \"kubernetes/<namespace>/<name>\""
+            ),
+        );
+    }
+}
+
+/// An RFC 1123 subdomain, as Kubernetes names objects.
+pub fn is_dns_name(name: &str) -> bool {
+    let alnum = |c: u8| c.is_ascii_lowercase() || c.is_ascii_digit();
+    let bytes = name.as_bytes();
+    match (bytes.first(), bytes.last()) {
+        (Some(&first), Some(&last)) => {
+            bytes.len() <= 253
+                && alnum(first)
+                && alnum(last)
+                && bytes.iter().all(|&c| alnum(c) || c == b'-' || c == b'.')
+                && !name.contains("..")
+        }
+        _ => false,
+    }
+}
+
+fn is_valid_source(source: &str) -> bool {
+    if source == "manual" {
+        return true;
+    }
+    match source
+        .strip_prefix("kubernetes/")
+        .map(|rest| rest.split('/'))
+    {
+        Some(mut parts) => {
+            let namespace = parts.next().unwrap_or_default();
+            let name = parts.next().unwrap_or_default();
+            parts.next().is_none() && is_dns_name(namespace) && is_dns_name(name)
+        }
+        None => false,
+    }
+}
+
+fn check_balancer(report: &mut Report, balancer: &v1::Balancer) {
+    let vip = balancer.spec.vip;
+    if let Some(why) = unusable_address(vip, true) {
+        report.error(
+            "spec.vip",
+            format!("VIP {vip} is not a usable address ({why})"),
+        );
+    }
+    if balancer.spec.services.is_empty() {
+        report.warning(
+            "spec.services",
+            "Balancer has no services, so its VIP is not held",
+        );
+    }
+    let mut seen: HashMap<ServiceKey, usize> = HashMap::new();
+    for (i, service) in balancer.spec.services.iter().enumerate() {
+        let field = format!("spec.services[{i}]");
+        let name = service_name(vip, service);
+        if let Some(key) = service_key(vip, service) {
+            match seen.entry(key) {
+                Entry::Occupied(first) => {
+                    let first_field = format!("spec.services[{}]", first.get());
+                    report.error(
+                        &field,
+                        format!(
+                            "service {name} is defined twice: also at {}",
+                            report.document.place(&first_field)
+                        ),
+                    );
+                }
+                Entry::Vacant(slot) => {
+                    slot.insert(i);
+                }
+            }
+        }
+        check_service(report, vip, service, &field, &name);
+    }
+}
+
+/// Why an address cannot be a VIP or a backend, if it cannot.
+fn unusable_address(address: IpAddr, is_vip: bool) -> Option<&'static str> {
+    if address.is_unspecified() {
+        return Some("unspecified");
+    }
+    if address.is_multicast() {
+        return Some("multicast");
+    }
+    if let IpAddr::V4(v4) = address
+        && v4.is_broadcast()
+    {
+        return Some("broadcast");
+    }
+    if is_vip && address.is_loopback() {
+        return Some("loopback");
+    }
+    None
+}
+
+fn check_service(
+    report: &mut Report,
+    vip: IpAddr,
+    service: &VirtualService,
+    field: &str,
+    name: &str,
+) {
+    check_identity(report, service, field, name);
+    check_scheduler_flags(report, service, field, name);
+    if let Some(persistence) = &service.persistence {
+        check_persistence(report, vip, persistence, field, name);
+    }
+    if service.one_packet && matches!(service.protocol, Some(Protocol::Tcp | Protocol::Sctp)) {
+        report.error(
+            &format!("{field}.onePacket"),
+            format!("service {name}: onePacket is for UDP services only"),
+        );
+    }
+    check_forwarding(report, &service.forwarding, field, name);
+    check_backends(report, vip, service, field, name);
+}
+
+/// `protocol` + `port`, or `fwmark`, never both.
+fn check_identity(report: &mut Report, service: &VirtualService, field: &str, name: &str) {
+    match service.fwmark {
+        Some(mark) => {
+            if mark == 0 {
+                report.error(
+                    &format!("{field}.fwmark"),
+                    "fwmark 0 means \"no mark\": use a mark from 1",
+                );
+            }
+            if service.protocol.is_some() {
+                report.error(
+                    &format!("{field}.protocol"),
+                    format!(
+                        "service {name}: a fwmark service has no protocol (it takes marked \
+                         packets of every protocol): remove protocol or fwmark"
+                    ),
+                );
+            }
+            if service.port.is_some() {
+                report.error(
+                    &format!("{field}.port"),
+                    format!(
+                        "service {name}: a fwmark service has no port (it takes marked packets \
+                         to every port): remove port or fwmark"
+                    ),
+                );
+            }
+        }
+        None => match (service.protocol, service.port) {
+            (None, _) => report.error(
+                field,
+                "a service needs protocol and port, or fwmark".to_owned(),
+            ),
+            (Some(protocol), None) => report.error(
+                field,
+                format!("service {name}: a {protocol} service needs a port"),
+            ),
+            (Some(_), Some(0)) => report.error(
+                &format!("{field}.port"),
+                format!("service {name}: port 0 is not a service port"),
+            ),
+            (Some(_), Some(_)) => {}
+        },
+    }
+}
+
+/// Scheduler flags must belong to the scheduler; `mh-port`/`sh-port` hash the source port,
+/// which TCP, UDP and SCTP all carry (fwmark services: their TCP, UDP and SCTP packets).
+fn check_scheduler_flags(report: &mut Report, service: &VirtualService, field: &str, name: &str) {
+    let scheduler = service.scheduler;
+    let mut seen: HashMap<SchedulerFlag, usize> = HashMap::new();
+    for (j, flag) in service.scheduler_flags.iter().copied().enumerate() {
+        let flag_field = format!("{field}.schedulerFlags[{j}]");
+        if let Some(first) = seen.insert(flag, j) {
+            report.error(
+                &flag_field,
+                format!(
+                    "service {name}: scheduler flag {flag} is listed twice (also \
+                     schedulerFlags[{first}])"
+                ),
+            );
+            continue;
+        }
+        match (flag, scheduler) {
+            (SchedulerFlag::MhFallback | SchedulerFlag::MhPort, Scheduler::Mh)
+            | (SchedulerFlag::ShFallback | SchedulerFlag::ShPort, Scheduler::Sh) => {}
+            (SchedulerFlag::MhFallback | SchedulerFlag::MhPort, _) => report.error(
+                &flag_field,
+                format!(
+                    "service {name}: scheduler flag {flag} is for the mh scheduler, not \
+                     {scheduler}"
+                ),
+            ),
+            (SchedulerFlag::ShFallback | SchedulerFlag::ShPort, _) => report.error(
+                &flag_field,
+                format!(
+                    "service {name}: scheduler flag {flag} is for the sh scheduler, not \
+                     {scheduler}"
+                ),
+            ),
+            (SchedulerFlag::Flag1 | SchedulerFlag::Flag2 | SchedulerFlag::Flag3, _) => {
+                match named_flag(scheduler, flag.bit()) {
+                    Some(named) => report.error(
+                        &flag_field,
+                        format!(
+                            "service {name}: {flag} is {named} for the {scheduler} scheduler: \
+                             write {named}"
+                        ),
+                    ),
+                    None => report.warning(
+                        &flag_field,
+                        format!(
+                            "service {name}: scheduler flag {flag} has no meaning for the \
+                             {scheduler} scheduler"
+                        ),
+                    ),
+                }
+            }
+        }
+    }
+}
+
+/// The named flag that sets `bit` for `scheduler`, if it defines one.
+fn named_flag(scheduler: Scheduler, bit: u32) -> Option<SchedulerFlag> {
+    let named: &[SchedulerFlag] = match scheduler {
+        Scheduler::Mh => &[SchedulerFlag::MhFallback, SchedulerFlag::MhPort],
+        Scheduler::Sh => &[SchedulerFlag::ShFallback, SchedulerFlag::ShPort],
+        _ => &[],
+    };
+    named.iter().copied().find(|f| f.bit() == bit)
+}
+
+fn check_persistence(
+    report: &mut Report,
+    vip: IpAddr,
+    persistence: &v1::Persistence,
+    field: &str,
+    name: &str,
+) {
+    if persistence.timeout == 0 {
+        report.error(
+            &format!("{field}.persistence.timeout"),
+            format!(
+                "service {name}: persistence timeout 0 turns persistence off: remove persistence \
+                 instead"
+            ),
+        );
+    } else if u64::from(persistence.timeout) > MAX_IPVS_TIMEOUT_SECS {
+        report.error(
+            &format!("{field}.persistence.timeout"),
+            format!(
+                "service {name}: persistence timeout {} is above the kernel's limit of \
+                 {MAX_IPVS_TIMEOUT_SECS} seconds",
+                persistence.timeout
+            ),
+        );
+    }
+    let Some(netmask) = &persistence.netmask else {
+        return;
+    };
+    let netmask_field = format!("{field}.persistence.netmask");
+    match (netmask, vip) {
+        (Netmask::Dotted(_), IpAddr::V6(_)) => report.error(
+            &netmask_field,
+            format!(
+                "service {name}: a dotted netmask is for IPv4 VIPs: write a prefix length \
+                 (e.g. 64) for IPv6"
+            ),
+        ),
+        (Netmask::Dotted(mask), IpAddr::V4(_)) if netmask.prefix_len().is_none() => report.error(
+            &netmask_field,
+            format!("service {name}: netmask {mask} is not contiguous"),
+        ),
+        (Netmask::Prefix(p), IpAddr::V4(_)) if *p > 32 => report.error(
+            &netmask_field,
+            format!("service {name}: netmask /{p} is longer than an IPv4 address"),
+        ),
+        _ => {}
+    }
+}
+
+/// `encapsulation`, `port` and `checksum` are tunnel options; GUE needs its port;
+/// `remcsum` is GUE only, and `ipip` has no checksum at all.
+fn check_forwarding(report: &mut Report, forwarding: &v1::Forwarding, field: &str, name: &str) {
+    let method = forwarding.method;
+    let f = format!("{field}.forwarding");
+    if method != ForwardingMethod::Tunnel {
+        for (option, set) in [
+            ("encapsulation", forwarding.encapsulation.is_some()),
+            ("port", forwarding.port.is_some()),
+            ("checksum", forwarding.checksum.is_some()),
+        ] {
+            if set {
+                report.error(
+                    &format!("{f}.{option}"),
+                    format!(
+                        "service {name}: forwarding.{option} is a tunnel option, not for {method} \
+                         forwarding"
+                    ),
+                );
+            }
+        }
+        return;
+    }
+    let encapsulation = forwarding.encapsulation.unwrap_or_default();
+    match (encapsulation, forwarding.port) {
+        (Encapsulation::Gue, None) => report.error(
+            &f,
+            format!("service {name}: gue encapsulation needs forwarding.port, the backends' GUE UDP port"),
+        ),
+        (Encapsulation::Gue, Some(0)) => report.error(
+            &format!("{f}.port"),
+            format!("service {name}: GUE port 0 is not a UDP port"),
+        ),
+        (Encapsulation::Ipip | Encapsulation::Gre, Some(_)) => report.error(
+            &format!("{f}.port"),
+            format!(
+                "service {name}: forwarding.port is the GUE port; {encapsulation} encapsulation \
+                 has none"
+            ),
+        ),
+        _ => {}
+    }
+    match (encapsulation, forwarding.checksum.unwrap_or_default()) {
+        (Encapsulation::Ipip, TunnelChecksum::Csum | TunnelChecksum::Remcsum) => report.error(
+            &format!("{f}.checksum"),
+            format!("service {name}: ipip encapsulation has no checksum option (gue and gre do)"),
+        ),
+        (Encapsulation::Gre, TunnelChecksum::Remcsum) => report.error(
+            &format!("{f}.checksum"),
+            format!("service {name}: remcsum is for gue encapsulation only"),
+        ),
+        _ => {}
+    }
+}
+
+fn check_backends(
+    report: &mut Report,
+    vip: IpAddr,
+    service: &VirtualService,
+    field: &str,
+    name: &str,
+) {
+    let method = service.forwarding.method;
+    let mut seen: HashMap<(IpAddr, u16), usize> = HashMap::new();
+    for (j, backend) in service.backends.iter().enumerate() {
+        let b = format!("{field}.backends[{j}]");
+        let port = backend_port(service, backend);
+        let backend_name = format!("backend {}", socket(backend.address, port));
+        let subject = format!("service {name}: {backend_name}");
+        match seen.entry((backend.address, port)) {
+            Entry::Occupied(first) => {
+                let first_field = format!("{field}.backends[{}]", first.get());
+                report.error(
+                    &b,
+                    format!(
+                        "{subject} is listed twice: also at {}",
+                        report.document.place(&first_field)
+                    ),
+                );
+            }
+            Entry::Vacant(slot) => {
+                slot.insert(j);
+            }
+        }
+        if let Some(why) = unusable_address(backend.address, false) {
+            report.error(
+                &format!("{b}.address"),
+                format!("{subject}: not a usable address ({why})"),
+            );
+        }
+        if Family::of(backend.address) != Family::of(vip) && method != ForwardingMethod::Tunnel {
+            report.error(
+                &format!("{b}.address"),
+                format!(
+                    "{subject}: an {} backend behind the {} VIP {vip} needs tunnel forwarding, \
+                     not {method}",
+                    Family::of(backend.address).as_str(),
+                    Family::of(vip).as_str()
+                ),
+            );
+        }
+        check_backend_port(report, service, backend, &b, &subject);
+        if backend.weight > v1::MAX_WEIGHT {
+            report.error(
+                &format!("{b}.weight"),
+                format!(
+                    "{subject}: weight {} is above the kernel's maximum {}",
+                    backend.weight,
+                    v1::MAX_WEIGHT
+                ),
+            );
+        }
+        match (
+            backend.lower_threshold.filter(|&l| l > 0),
+            backend.upper_threshold.filter(|&u| u > 0),
+        ) {
+            (Some(lower), Some(upper)) if lower > upper => report.error(
+                &format!("{b}.lowerThreshold"),
+                format!("{subject}: lowerThreshold {lower} is above upperThreshold {upper}"),
+            ),
+            (Some(_), None) => report.warning(
+                &format!("{b}.lowerThreshold"),
+                format!("{subject}: lowerThreshold has no effect without upperThreshold"),
+            ),
+            _ => {}
+        }
+        if backend.state == BackendState::Draining {
+            let fallback = match service.scheduler {
+                Scheduler::Mh => Some(SchedulerFlag::MhFallback),
+                Scheduler::Sh => Some(SchedulerFlag::ShFallback),
+                _ => None,
+            };
+            if let Some(fallback) = fallback.filter(|f| !service.scheduler_flags.contains(f)) {
+                report.warning(
+                    &format!("{b}.state"),
+                    format!(
+                        "{subject} is draining on {} without {fallback}: new connections that \
+                         hash to it are dropped",
+                        service.scheduler
+                    ),
+                );
+            }
+        }
+    }
+    let count = service.backends.len();
+    if service.scheduler == Scheduler::Mh {
+        if count > MH_TABLE_SIZE {
+            report.error(
+                &format!("{field}.backends"),
+                format!(
+                    "service {name}: {count} backends on mh, more than the {MH_TABLE_SIZE} slots \
+                     of the kernel's lookup table: the extra ones would get no traffic"
+                ),
+            );
+        } else if count > MH_BALANCED_BACKENDS {
+            report.warning(
+                &format!("{field}.backends"),
+                format!(
+                    "service {name}: {count} backends on mh, more than 1% of its \
+                     {MH_TABLE_SIZE}-slot table ({MH_BALANCED_BACKENDS}): the load spreads less \
+                     evenly"
+                ),
+            );
+        }
+    }
+}
+
+/// Tunnel and direct forwarding deliver to the port the client used; only masquerade
+/// rewrites it, and only fwmark services under masquerade may keep the client's port (0).
+fn check_backend_port(
+    report: &mut Report,
+    service: &VirtualService,
+    backend: &Backend,
+    b: &str,
+    subject: &str,
+) {
+    let method = service.forwarding.method;
+    let port_field = format!("{b}.port");
+    match (service.fwmark.is_some(), service.port, backend.port) {
+        (true, _, Some(_)) if method != ForwardingMethod::Masquerade => report.error(
+            &port_field,
+            format!(
+                "{subject}: {method} forwarding cannot rewrite ports: remove the port (the backend \
+                 receives the client's destination port)"
+            ),
+        ),
+        (false, _, Some(0)) => report.error(
+            &port_field,
+            format!(
+                "{subject}: port 0 (keep the client's port) is only for fwmark services under \
+                 masquerade"
+            ),
+        ),
+        (false, Some(service_port), Some(port))
+            if port != service_port && method != ForwardingMethod::Masquerade =>
+        {
+            report.error(
+                &port_field,
+                format!(
+                    "{subject}: port differs from service port {service_port}, which {method} \
+                     forwarding cannot rewrite"
+                ),
+            );
+        }
+        _ => {}
+    }
+}
+
+fn check_node_config(report: &mut Report, spec: &v1::NodeConfigSpec) {
+    if let Some(why) = invalid_interface_name(&spec.interface) {
+        report.error(
+            "spec.interface",
+            format!(
+                "interface {:?} is not a valid Linux interface name: {why}",
+                spec.interface
+            ),
+        );
+    }
+    check_vip_ranges(report, &spec.vip_ranges);
+    check_fwmark_ranges(report, &spec.fwmark_ranges);
+    for (name, value) in &spec.sysctls {
+        check_sysctl(report, name, value);
+    }
+    check_durations(report, spec);
+}
+
+/// Linux's `dev_valid_name`: 1 to 15 bytes, not `.` or `..`, no `/`, `:` or whitespace.
+fn invalid_interface_name(name: &str) -> Option<String> {
+    if name.is_empty() {
+        return Some("it is empty".to_owned());
+    }
+    if name.len() > MAX_INTERFACE_NAME {
+        return Some(format!(
+            "it is {} bytes long, the limit is {MAX_INTERFACE_NAME}",
+            name.len()
+        ));
+    }
+    if name == "." || name == ".." {
+        return Some("it is a path component".to_owned());
+    }
+    name.chars()
+        .find(|c| *c == '/' || *c == ':' || c.is_whitespace())
+        .map(|c| format!("it contains {c:?}"))
+}
+
+/// CIDR blocks overlap exactly when one holds the other; sorted by network then prefix, an
+/// overlapping block follows the one holding it.
+fn check_vip_ranges(report: &mut Report, ranges: &[ipnet::IpNet]) {
+    for (i, range) in ranges.iter().enumerate() {
+        if range.addr() != range.network() {
+            report.error(
+                &format!("spec.vipRanges[{i}]"),
+                format!(
+                    "vipRanges entry {range} has host bits set: write {}",
+                    range.trunc()
+                ),
+            );
+        }
+    }
+    let mut sorted: Vec<(ipnet::IpNet, usize)> =
+        ranges.iter().map(|r| r.trunc()).zip(0..).collect();
+    sorted.sort();
+    let mut holder: Option<(ipnet::IpNet, usize)> = None;
+    for (range, i) in sorted {
+        match holder {
+            Some((outer, k)) if outer.contains(&range) => report.error(
+                &format!("spec.vipRanges[{i}]"),
+                format!(
+                    "vipRanges entry {} overlaps {} (vipRanges[{k}])",
+                    ranges[i], ranges[k]
+                ),
+            ),
+            _ => holder = Some((range, i)),
+        }
+    }
+}
+
+fn check_fwmark_ranges(report: &mut Report, ranges: &[v1::FwmarkRange]) {
+    for (i, range) in ranges.iter().enumerate() {
+        if range.first == 0 {
+            report.error(
+                &format!("spec.fwmarkRanges[{i}]"),
+                format!("fwmarkRanges entry {range} includes 0, which means \"no mark\""),
+            );
+        }
+    }
+    let mut sorted: Vec<(v1::FwmarkRange, usize)> = ranges.iter().copied().zip(0..).collect();
+    sorted.sort();
+    let mut reach: Option<(v1::FwmarkRange, usize)> = None;
+    for (range, i) in sorted {
+        match reach {
+            Some((outer, k)) if range.first <= outer.last => {
+                report.error(
+                    &format!("spec.fwmarkRanges[{i}]"),
+                    format!("fwmarkRanges entry {range} overlaps {outer} (fwmarkRanges[{k}])"),
+                );
+                if range.last > outer.last {
+                    reach = Some((range, i));
+                }
+            }
+            _ => reach = Some((range, i)),
+        }
+    }
+}
+
+fn check_sysctl(report: &mut Report, name: &str, value: &str) {
+    let field = format!("spec.sysctls.{name}");
+    let Some(short) = name.strip_prefix(SYSCTL_PREFIX) else {
+        report.error(
+            &field,
+            format!(
+                "sysctl {name:?} is not under {SYSCTL_PREFIX}*, the only sysctls balanced sets"
+            ),
+        );
+        return;
+    };
+    let well_formed = !short.is_empty()
+        && short
+            .bytes()
+            .all(|c| c.is_ascii_lowercase() || c.is_ascii_digit() || c == b'_');
+    if !well_formed {
+        report.error(&field, format!("sysctl name {name:?} is malformed"));
+        return;
+    }
+    if !KNOWN_SYSCTLS.contains(&short) {
+        report.warning(
+            &field,
+            format!("sysctl {name} is not one mainline Linux documents; is it spelled right?"),
+        );
+    }
+    let value_ok = !value.trim().is_empty()
+        && value.len() <= 256
+        && value
+            .chars()
+            .all(|c| c.is_ascii_graphic() || c == ' ' || c == '\t');
+    if !value_ok {
+        report.error(
+            &field,
+            format!("sysctl {name}: value {value:?} is not a single-line setting"),
+        );
+    }
+}
+
+fn check_durations(report: &mut Report, spec: &v1::NodeConfigSpec) {
+    use std::time::Duration as D;
+    let timeouts = [
+        ("spec.timeouts.tcp", spec.timeouts.tcp),
+        ("spec.timeouts.tcpFin", spec.timeouts.tcp_fin),
+        ("spec.timeouts.udp", spec.timeouts.udp),
+    ];
+    for (field, timeout) in timeouts {
+        let Some(timeout) = timeout else { continue };
+        let d = timeout.as_std();
+        if d.subsec_nanos() != 0 || d.as_secs() == 0 || d.as_secs() > MAX_IPVS_TIMEOUT_SECS {
+            report.error(
+                field,
+                format!(
+                    "timeout {timeout} must be whole seconds from 1s to {MAX_IPVS_TIMEOUT_SECS}s \
+                     (the kernel counts seconds; 0 would mean \"unchanged\")"
+                ),
+            );
+        }
+    }
+    let bounded = [
+        (
+            "spec.resyncInterval",
+            spec.resync_interval,
+            D::from_secs(1),
+            D::from_secs(3600),
+        ),
+        (
+            "spec.drainTimeout",
+            spec.drain_timeout,
+            D::ZERO,
+            D::from_secs(7 * 24 * 3600),
+        ),
+        (
+            "spec.withdrawDelay",
+            spec.withdraw_delay,
+            D::ZERO,
+            D::from_secs(600),
+        ),
+    ];
+    for (field, value, min, max) in bounded {
+        if value.as_std() < min || value.as_std() > max {
+            report.error(
+                field,
+                format!(
+                    "{} {value} is outside {} to {}",
+                    field.trim_start_matches("spec."),
+                    v1::Duration(min),
+                    v1::Duration(max)
+                ),
+            );
+        }
+    }
+    if let Some(after) = spec.withdraw_on_failure
+        && after.as_std() < spec.resync_interval.as_std()
+    {
+        report.error(
+            "spec.withdrawOnFailure",
+            format!(
+                "withdrawOnFailure {after} is shorter than resyncInterval {}: one failed \
+                 converge would withdraw every VIP",
+                spec.resync_interval
+            ),
+        );
+    }
+}
