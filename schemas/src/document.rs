@@ -49,7 +49,10 @@ impl Manifest {
 /// `spec.services[1].backends[0].port`. The document itself is the empty path.
 #[derive(Debug, Clone, PartialEq, Eq, Default)]
 pub struct Positions {
+    /// Where each value starts.
     by_path: BTreeMap<String, Position>,
+    /// Where the key of each mapping entry starts.
+    keys: BTreeMap<String, Position>,
 }
 
 impl Positions {
@@ -68,6 +71,7 @@ impl Positions {
             NodeKind::Map(entries) => {
                 for entry in entries {
                     yaml::write_path(path, [yaml::Segment::Key(entry.key.clone())]);
+                    self.keys.insert(path.clone(), entry.key_position);
                     self.index(&entry.value, path);
                     path.truncate(len);
                 }
@@ -86,6 +90,15 @@ impl Positions {
     /// The position of exactly this field, when it was written.
     pub fn get(&self, path: &str) -> Option<Position> {
         self.by_path.get(path).copied()
+    }
+
+    /// The position of this field's key (`port:` rather than its value), for errors about
+    /// the field itself; the value's or nearest parent's position when it has no key.
+    pub fn key(&self, path: &str) -> Position {
+        match self.keys.get(path) {
+            Some(position) => *position,
+            None => self.at(path),
+        }
     }
 
     /// The position of this field or, when it was not written (a default applies), of the

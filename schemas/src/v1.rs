@@ -215,7 +215,10 @@ impl FromStr for Scheduler {
             .find(|sched| sched.as_str() == s)
             .ok_or_else(|| {
                 let names: Vec<_> = Scheduler::ALL.iter().map(|s| s.as_str()).collect();
-                format!("unknown scheduler {s:?}: expected one of {}", names.join(", "))
+                format!(
+                    "unknown scheduler {s:?}: expected one of {}",
+                    names.join(", ")
+                )
             })
     }
 }
@@ -323,7 +326,9 @@ impl FromStr for Netmask {
         }
         s.parse::<std::net::Ipv4Addr>()
             .map(Netmask::Dotted)
-            .map_err(|_| format!("invalid netmask {s:?}: expected a dotted IPv4 mask or a prefix length"))
+            .map_err(|_| {
+                format!("invalid netmask {s:?}: expected a dotted IPv4 mask or a prefix length")
+            })
     }
 }
 
@@ -727,7 +732,8 @@ impl fmt::Display for Limit {
 impl FromStr for Limit {
     type Err = String;
     fn from_str(s: &str) -> Result<Self, Self::Err> {
-        let bad = || format!("invalid limit {s:?}: expected a count (10) or a percentage (\"25%\")");
+        let bad =
+            || format!("invalid limit {s:?}: expected a count (10) or a percentage (\"25%\")");
         match s.strip_suffix('%') {
             Some(p) => match p.trim().parse::<u8>() {
                 Ok(p) if p <= 100 => Ok(Limit::Percent(p)),
@@ -821,7 +827,9 @@ impl FromStr for FwmarkRange {
         let first: u32 = parse_mark(first).ok_or_else(bad)?;
         let last: u32 = parse_mark(last).ok_or_else(bad)?;
         if first > last {
-            return Err(format!("invalid fwmark range {s:?}: {first} is above {last}"));
+            return Err(format!(
+                "invalid fwmark range {s:?}: {first} is above {last}"
+            ));
         }
         Ok(FwmarkRange { first, last })
     }
@@ -1004,7 +1012,12 @@ mod tests {
 
     #[test]
     fn durations_parse_and_print_round_trip() {
-        for (text, ms) in [("500ms", 500), ("30s", 30_000), ("5m", 300_000), ("1m30s", 90_000)] {
+        for (text, ms) in [
+            ("500ms", 500),
+            ("30s", 30_000),
+            ("5m", 300_000),
+            ("1m30s", 90_000),
+        ] {
             let d: Duration = text.parse().unwrap();
             assert_eq!(d.0.as_millis(), ms, "{text}");
             assert_eq!(d.to_string(), text);
@@ -1024,7 +1037,10 @@ mod tests {
 
     #[test]
     fn netmasks_know_their_prefix() {
-        assert_eq!("255.255.255.0".parse::<Netmask>().unwrap().prefix_len(), Some(24));
+        assert_eq!(
+            "255.255.255.0".parse::<Netmask>().unwrap().prefix_len(),
+            Some(24)
+        );
         assert_eq!("255.0.255.0".parse::<Netmask>().unwrap().prefix_len(), None);
         assert_eq!("/64".parse::<Netmask>().unwrap().prefix_len(), Some(64));
         assert!("129".parse::<Netmask>().is_err());
@@ -1032,10 +1048,16 @@ mod tests {
 
     #[test]
     fn fwmark_ranges_parse() {
-        assert_eq!("7".parse::<FwmarkRange>().unwrap(), FwmarkRange { first: 7, last: 7 });
+        assert_eq!(
+            "7".parse::<FwmarkRange>().unwrap(),
+            FwmarkRange { first: 7, last: 7 }
+        );
         assert_eq!(
             "0x10-0x20".parse::<FwmarkRange>().unwrap(),
-            FwmarkRange { first: 16, last: 32 }
+            FwmarkRange {
+                first: 16,
+                last: 32
+            }
         );
         assert!("9-3".parse::<FwmarkRange>().is_err());
     }

@@ -154,6 +154,19 @@ impl Report<'_> {
             .push(Diagnostic::error(&self.document.path, position, message));
     }
 
+    /// An error about a field being there at all: points at its key.
+    fn error_at_key(&mut self, field: &str, message: impl Into<String>) {
+        let position = self.document.positions.key(field);
+        self.diagnostics
+            .push(Diagnostic::error(&self.document.path, position, message));
+    }
+
+    fn warning_at_key(&mut self, field: &str, message: impl Into<String>) {
+        let position = self.document.positions.key(field);
+        self.diagnostics
+            .push(Diagnostic::warning(&self.document.path, position, message));
+    }
+
     fn warning(&mut self, field: &str, message: impl Into<String>) {
         let position = self.document.positions.at(field);
         self.diagnostics
@@ -231,7 +244,10 @@ fn check_balancer(report: &mut Report, balancer: &v1::Balancer) {
     if balancer.spec.services.is_empty() {
         report.warning(
             "spec.services",
-            "Balancer has no services, so its VIP is not held",
+            format!(
+                "Balancer {:?} has no services, so its VIP {vip} is not held",
+                balancer.metadata.name
+            ),
         );
     }
     let mut seen: HashMap<ServiceKey, usize> = HashMap::new();
@@ -474,7 +490,7 @@ fn check_forwarding(report: &mut Report, forwarding: &v1::Forwarding, field: &st
             ("checksum", forwarding.checksum.is_some()),
         ] {
             if set {
-                report.error(
+                report.error_at_key(
                     &format!("{f}.{option}"),
                     format!(
                         "service {name}: forwarding.{option} is a tunnel option, not for {method} \
@@ -770,7 +786,7 @@ fn check_fwmark_ranges(report: &mut Report, ranges: &[v1::FwmarkRange]) {
 fn check_sysctl(report: &mut Report, name: &str, value: &str) {
     let field = format!("spec.sysctls.{name}");
     let Some(short) = name.strip_prefix(SYSCTL_PREFIX) else {
-        report.error(
+        report.error_at_key(
             &field,
             format!(
                 "sysctl {name:?} is not under {SYSCTL_PREFIX}*, the only sysctls balanced sets"
@@ -783,11 +799,11 @@ fn check_sysctl(report: &mut Report, name: &str, value: &str) {
             .bytes()
             .all(|c| c.is_ascii_lowercase() || c.is_ascii_digit() || c == b'_');
     if !well_formed {
-        report.error(&field, format!("sysctl name {name:?} is malformed"));
+        report.error_at_key(&field, format!("sysctl name {name:?} is malformed"));
         return;
     }
     if !KNOWN_SYSCTLS.contains(&short) {
-        report.warning(
+        report.warning_at_key(
             &field,
             format!("sysctl {name} is not one mainline Linux documents; is it spelled right?"),
         );
@@ -819,8 +835,9 @@ fn check_durations(report: &mut Report, spec: &v1::NodeConfigSpec) {
             report.error(
                 field,
                 format!(
-                    "timeout {timeout} must be whole seconds from 1s to {MAX_IPVS_TIMEOUT_SECS}s \
-                     (the kernel counts seconds; 0 would mean \"unchanged\")"
+                    "{} {timeout} must be whole seconds from 1s to {MAX_IPVS_TIMEOUT_SECS}s (the \
+                     kernel counts seconds; 0 would mean \"unchanged\")",
+                    field.trim_start_matches("spec.")
                 ),
             );
         }

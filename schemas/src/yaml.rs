@@ -215,7 +215,7 @@ pub fn parse_documents(text: &str) -> Result<Vec<Node>, YamlError> {
     serde_saphyr::from_multiple_with_options::<Node>(text, options()).map_err(|e| {
         let e = e.without_snippet();
         let position = e.location().and_then(position_of);
-        let message = serde_saphyr::DefaultMessageFormatter.format_message(e);
+        let message = serde_saphyr::UserMessageFormatter.format_message(e);
         YamlError::new(position, message.into_owned())
     })
 }
@@ -350,6 +350,18 @@ struct NodeDeserializer<'a> {
 }
 
 impl NodeDeserializer<'_> {
+    /// Gives an error raised at this node its position and, when the message does not quote
+    /// the offending string already (`invalid IP address syntax`), the string.
+    fn attach(&self, mut e: YamlError) -> YamlError {
+        if e.position.is_none()
+            && let NodeKind::Str(text) = &self.node.kind
+            && !e.message.contains(text.as_str())
+        {
+            e.message = format!("{}: {text:?}", e.message);
+        }
+        e.at(self.node.position)
+    }
+
     fn unexpected(&self) -> de::Unexpected<'_> {
         match &self.node.kind {
             NodeKind::Null => de::Unexpected::Other("null"),
@@ -391,14 +403,12 @@ impl<'de> de::Deserializer<'de> for NodeDeserializer<'_> {
                 value: None,
             }),
         };
-        result.map_err(|e: YamlError| e.at(self.node.position))
+        result.map_err(|e| self.attach(e))
     }
 
     fn deserialize_option<V: Visitor<'de>>(self, visitor: V) -> Result<V::Value, YamlError> {
         match self.node.kind {
-            NodeKind::Null => visitor
-                .visit_none()
-                .map_err(|e: YamlError| e.at(self.node.position)),
+            NodeKind::Null => visitor.visit_none().map_err(|e| self.attach(e)),
             _ => visitor.visit_some(self),
         }
     }
@@ -412,7 +422,7 @@ impl<'de> de::Deserializer<'de> for NodeDeserializer<'_> {
             NodeKind::Bool(b) => visitor.visit_string(b.to_string()),
             _ => return self.deserialize_any(visitor),
         };
-        result.map_err(|e: YamlError| e.at(self.node.position))
+        result.map_err(|e| self.attach(e))
     }
 
     fn deserialize_string<V: Visitor<'de>>(self, visitor: V) -> Result<V::Value, YamlError> {
@@ -424,10 +434,10 @@ impl<'de> de::Deserializer<'de> for NodeDeserializer<'_> {
         _name: &'static str,
         visitor: V,
     ) -> Result<V::Value, YamlError> {
-        let position = self.node.position;
+        let node = NodeDeserializer { node: self.node };
         visitor
             .visit_newtype_struct(self)
-            .map_err(|e| e.at(position))
+            .map_err(|e| node.attach(e))
     }
 
     fn deserialize_enum<V: Visitor<'de>>(
@@ -440,7 +450,7 @@ impl<'de> de::Deserializer<'de> for NodeDeserializer<'_> {
             NodeKind::Str(s) => visitor.visit_enum(UnitVariant { name: s }),
             _ => Err(de::Error::invalid_type(self.unexpected(), &visitor)),
         };
-        result.map_err(|e: YamlError| e.at(self.node.position))
+        result.map_err(|e| self.attach(e))
     }
 
     fn deserialize_ignored_any<V: Visitor<'de>>(self, visitor: V) -> Result<V::Value, YamlError> {
