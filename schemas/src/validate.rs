@@ -888,3 +888,524 @@ fn check_durations(report: &mut Report, spec: &v1::NodeConfigSpec) {
         );
     }
 }
+
+#[cfg(test)]
+mod tests {
+    //! Each rule both ways: the case it refuses and the nearby case it must let through.
+
+    use std::path::Path;
+
+    use crate::document::parse_file;
+
+    /// Every diagnostic of one text, as `line:col: [warning: ]message` without the path.
+    fn check(text: &str) -> Vec<String> {
+        parse_file(Path::new("t.yaml"), text)
+            .diagnostics
+            .iter()
+            .map(|d| d.to_string().trim_start_matches("t.yaml:").to_owned())
+            .collect()
+    }
+
+    /// A Balancer on `vip` with one service per line of `services` (flow mappings).
+    fn balancer(vip: &str, services: &[&str]) -> Vec<String> {
+        let mut text = format!(
+            "apiVersion: balanced.io/v1\nkind: Balancer\nmetadata:\n  name: t\nspec:\n  vip: \
+             \"{vip}\"\n  services:\n"
+        );
+        for service in services {
+            text.push_str(&format!("    - {service}\n"));
+        }
+        if services.is_empty() {
+            text = text.replace("services:\n", "services: []\n");
+        }
+        check(&text)
+    }
+
+    fn v4(services: &[&str]) -> Vec<String> {
+        balancer("198.51.100.10", services)
+    }
+
+    /// Asserts exactly one diagnostic containing `needle`.
+    #[track_caller]
+    fn one(diagnostics: Vec<String>, needle: &str) {
+        assert_eq!(diagnostics.len(), 1, "{diagnostics:#?}");
+        assert!(diagnostics[0].contains(needle), "{diagnostics:#?}");
+    }
+
+    #[track_caller]
+    fn clean(diagnostics: Vec<String>) {
+        assert_eq!(diagnostics, Vec::<String>::new());
+    }
+
+    fn node(spec: &str) -> Vec<String> {
+        check(&format!(
+            "apiVersion: balanced.io/v1\nkind: NodeConfig\nmetadata:\n  name: n\nspec:\n{spec}"
+        ))
+    }
+
+    #[test]
+    fn backends_of_the_other_family_need_tunnel_forwarding() {
+        let v6_backend = "backends: [{address: 2001:db8::1}]";
+        clean(v4(&[&format!(
+            "{{protocol: TCP, port: 80, forwarding: {{method: tunnel}}, {v6_backend}}}"
+        )]));
+        for method in ["direct", "masquerade"] {
+            one(
+                v4(&[&format!(
+                    "{{protocol: TCP, port: 80, forwarding: {{method: {method}}}, {v6_backend}}}"
+                )]),
+                &format!("needs tunnel forwarding, not {method}"),
+            );
+        }
+    }
+
+    #[test]
+    fn only_masquerade_rewrites_ports() {
+        let backend = "backends: [{address: 10.0.0.1, port: 8080}]";
+        clean(v4(&[&format!(
+            "{{protocol: TCP, port: 80, forwarding: {{method: masquerade}}, {backend}}}"
+        )]));
+        for method in ["direct", "tunnel"] {
+            one(
+                v4(&[&format!(
+                    "{{protocol: TCP, port: 80, forwarding: {{method: {method}}}, {backend}}}"
+                )]),
+                &format!("port differs from service port 80, which {method} forwarding cannot"),
+            );
+        }
+        clean(v4(&[
+            "{protocol: TCP, port: 80, backends: [{address: 10.0.0.1, port: 80}, {address: 10.0.0.2}]}",
+        ]));
+    }
+
+    #[test]
+    fn port_zero_is_only_for_fwmark_services_under_masquerade() {
+        clean(v4(&[
+            "{fwmark: 1, forwarding: {method: masquerade}, backends: [{address: 10.0.0.1, port: 0}, {address: 10.0.0.2}, {address: 10.0.0.3, port: 8080}]}",
+        ]));
+        one(
+            v4(&[
+                "{protocol: TCP, port: 80, forwarding: {method: masquerade}, backends: [{address: 10.0.0.1, port: 0}]}",
+            ]),
+            "port 0 (keep the client's port) is only for fwmark services under masquerade",
+        );
+        one(
+            v4(&[
+                "{fwmark: 1, forwarding: {method: tunnel}, backends: [{address: 10.0.0.1, port: 0}]}",
+            ]),
+            "tunnel forwarding cannot rewrite ports: remove the port",
+        );
+        clean(v4(&["{fwmark: 1, backends: [{address: 10.0.0.1}]}"]));
+    }
+
+    #[test]
+    fn a_service_is_protocol_and_port_or_fwmark() {
+        clean(v4(&["{protocol: SCTP, port: 9}", "{fwmark: 7}"]));
+        one(
+            v4(&["{fwmark: 7, protocol: TCP}"]),
+            "a fwmark service has no protocol",
+        );
+        one(
+            v4(&["{fwmark: 7, port: 80}"]),
+            "a fwmark service has no port",
+        );
+        one(v4(&["{port: 80}"]), "needs protocol and port, or fwmark");
+        one(v4(&["{protocol: TCP}"]), "a TCP service needs a port");
+        one(
+            v4(&["{protocol: TCP, port: 0}"]),
+            "port 0 is not a service port",
+        );
+        one(v4(&["{fwmark: 0}"]), "fwmark 0 means");
+    }
+
+    #[test]
+    fn scheduler_flags_belong_to_their_scheduler() {
+        clean(v4(&[
+            "{protocol: TCP, port: 80, scheduler: mh, schedulerFlags: [mh-fallback, mh-port]}",
+            "{protocol: TCP, port: 81, scheduler: sh, schedulerFlags: [sh-fallback, sh-port]}",
+            "{fwmark: 3, scheduler: mh, schedulerFlags: [mh-port]}",
+        ]));
+        one(
+            v4(&["{protocol: TCP, port: 80, scheduler: sh, schedulerFlags: [mh-port]}"]),
+            "mh-port is for the mh scheduler, not sh",
+        );
+        one(
+            v4(&["{protocol: TCP, port: 80, scheduler: mh, schedulerFlags: [sh-fallback]}"]),
+            "sh-fallback is for the sh scheduler, not mh",
+        );
+        one(
+            v4(&["{protocol: TCP, port: 80, scheduler: sh, schedulerFlags: [flag-2]}"]),
+            "flag-2 is sh-port for the sh scheduler: write sh-port",
+        );
+        one(
+            v4(&["{protocol: TCP, port: 80, scheduler: wlc, schedulerFlags: [flag-1]}"]),
+            "warning: service TCP 198.51.100.10:80: scheduler flag flag-1 has no meaning for the wlc",
+        );
+        one(
+            v4(&["{protocol: TCP, port: 80, scheduler: mh, schedulerFlags: [mh-port, mh-port]}"]),
+            "mh-port is listed twice",
+        );
+    }
+
+    #[test]
+    fn one_packet_scheduling_is_for_udp() {
+        clean(v4(&[
+            "{protocol: UDP, port: 53, onePacket: true}",
+            "{fwmark: 4, onePacket: true}",
+        ]));
+        one(
+            v4(&["{protocol: TCP, port: 53, onePacket: true}"]),
+            "onePacket is for UDP",
+        );
+        one(
+            v4(&["{protocol: SCTP, port: 53, onePacket: true}"]),
+            "onePacket is for UDP",
+        );
+    }
+
+    #[test]
+    fn tunnel_options_fit_their_encapsulation() {
+        clean(v4(&[
+            "{protocol: TCP, port: 80, forwarding: {method: tunnel, encapsulation: gue, port: 6080, checksum: remcsum}}",
+            "{protocol: TCP, port: 81, forwarding: {method: tunnel, encapsulation: gre, checksum: csum}}",
+            "{protocol: TCP, port: 82, forwarding: {method: tunnel, encapsulation: ipip, checksum: none}}",
+        ]));
+        one(
+            v4(&["{protocol: TCP, port: 80, forwarding: {method: masquerade, checksum: csum}}"]),
+            "forwarding.checksum is a tunnel option, not for masquerade",
+        );
+        one(
+            v4(&["{protocol: TCP, port: 80, forwarding: {method: tunnel, encapsulation: gue}}"]),
+            "gue encapsulation needs forwarding.port",
+        );
+        one(
+            v4(&[
+                "{protocol: TCP, port: 80, forwarding: {method: tunnel, encapsulation: gue, port: 0}}",
+            ]),
+            "GUE port 0",
+        );
+        one(
+            v4(&[
+                "{protocol: TCP, port: 80, forwarding: {method: tunnel, encapsulation: gre, port: 1}}",
+            ]),
+            "gre encapsulation has none",
+        );
+        one(
+            v4(&[
+                "{protocol: TCP, port: 80, forwarding: {method: tunnel, encapsulation: gre, checksum: remcsum}}",
+            ]),
+            "remcsum is for gue encapsulation only",
+        );
+        one(
+            v4(&["{protocol: TCP, port: 80, forwarding: {method: tunnel, checksum: csum}}"]),
+            "ipip encapsulation has no checksum option",
+        );
+    }
+
+    #[test]
+    fn weights_and_thresholds_stay_in_the_kernels_range() {
+        clean(v4(&[
+            "{protocol: TCP, port: 80, backends: [{address: 10.0.0.1, weight: 2147483647}, {address: 10.0.0.2, weight: 0, upperThreshold: 10, lowerThreshold: 10}]}",
+        ]));
+        one(
+            v4(&["{protocol: TCP, port: 80, backends: [{address: 10.0.0.1, weight: 2147483648}]}"]),
+            "weight 2147483648 is above the kernel's maximum 2147483647",
+        );
+        one(
+            v4(&[
+                "{protocol: TCP, port: 80, backends: [{address: 10.0.0.1, upperThreshold: 5, lowerThreshold: 6}]}",
+            ]),
+            "lowerThreshold 6 is above upperThreshold 5",
+        );
+        one(
+            v4(&[
+                "{protocol: TCP, port: 80, backends: [{address: 10.0.0.1, upperThreshold: 0, lowerThreshold: 6}]}",
+            ]),
+            "warning: service TCP 198.51.100.10:80: backend 10.0.0.1:80: lowerThreshold has no effect",
+        );
+    }
+
+    #[test]
+    fn persistence_netmasks_fit_the_vip_family() {
+        clean(v4(&[
+            "{protocol: TCP, port: 80, persistence: {timeout: 60, netmask: 255.255.255.0}}",
+            "{protocol: TCP, port: 81, persistence: {timeout: 60, netmask: 32}}",
+            "{protocol: TCP, port: 82, persistence: {timeout: 60}}",
+        ]));
+        clean(balancer(
+            "2001:db8::1",
+            &["{protocol: TCP, port: 80, persistence: {timeout: 60, netmask: /64}}"],
+        ));
+        one(
+            balancer(
+                "2001:db8::1",
+                &["{protocol: TCP, port: 80, persistence: {timeout: 60, netmask: 255.255.0.0}}"],
+            ),
+            "a dotted netmask is for IPv4 VIPs",
+        );
+        one(
+            v4(&["{protocol: TCP, port: 80, persistence: {timeout: 60, netmask: 33}}"]),
+            "netmask /33 is longer than an IPv4 address",
+        );
+        one(
+            v4(&["{protocol: TCP, port: 80, persistence: {timeout: 60, netmask: 255.0.255.0}}"]),
+            "not contiguous",
+        );
+        one(
+            v4(&["{protocol: TCP, port: 80, persistence: {timeout: 0}}"]),
+            "persistence timeout 0 turns persistence off",
+        );
+        one(
+            v4(&["{protocol: TCP, port: 80, persistence: {timeout: 4000000}}"]),
+            "above the kernel's limit",
+        );
+    }
+
+    #[test]
+    fn services_and_backends_are_unique_within_a_manifest() {
+        clean(v4(&[
+            "{protocol: TCP, port: 80}",
+            "{protocol: UDP, port: 80}",
+            "{fwmark: 80}",
+        ]));
+        one(
+            v4(&["{protocol: TCP, port: 80}", "{protocol: TCP, port: 80}"]),
+            "9:7: service TCP 198.51.100.10:80 is defined twice: also at t.yaml:8:7",
+        );
+        one(
+            v4(&["{fwmark: 9}", "{fwmark: 9}"]),
+            "service fwmark 9 (IPv4) is defined twice",
+        );
+        clean(v4(&[
+            "{protocol: TCP, port: 80, forwarding: {method: masquerade}, backends: [{address: 10.0.0.1}, {address: 10.0.0.1, port: 81}]}",
+        ]));
+        one(
+            v4(&[
+                "{protocol: TCP, port: 80, backends: [{address: 10.0.0.1}, {address: 10.0.0.1, port: 80}]}",
+            ]),
+            "backend 10.0.0.1:80 is listed twice",
+        );
+    }
+
+    #[test]
+    fn mh_tables_hold_at_most_4093_backends_and_balance_best_below_41() {
+        let service = |n: usize| {
+            let backends: Vec<String> = (0..n)
+                .map(|i| format!("{{address: 10.{}.{}.1}}", i / 256, i % 256))
+                .collect();
+            format!(
+                "{{protocol: TCP, port: 80, scheduler: mh, backends: [{}]}}",
+                backends.join(", ")
+            )
+        };
+        clean(v4(&[&service(40)]));
+        one(
+            v4(&[&service(41)]),
+            "warning: service TCP 198.51.100.10:80: 41 backends on mh",
+        );
+        one(
+            v4(&[&service(4093)]),
+            "warning: service TCP 198.51.100.10:80: 4093 backends",
+        );
+        let too_many = v4(&[&service(4094)]);
+        one(
+            too_many.clone(),
+            "4094 backends on mh, more than the 4093 slots",
+        );
+        assert!(!too_many[0].contains("warning"), "{too_many:?}");
+        clean(v4(&[
+            &service(4094).replace("scheduler: mh", "scheduler: wrr")
+        ]));
+    }
+
+    #[test]
+    fn draining_on_hashing_schedulers_wants_the_fallback_flag() {
+        let draining = "backends: [{address: 10.0.0.1, state: draining}, {address: 10.0.0.2}]";
+        clean(v4(&[
+            &format!(
+                "{{protocol: TCP, port: 80, scheduler: mh, schedulerFlags: [mh-fallback], {draining}}}"
+            ),
+            &format!(
+                "{{protocol: TCP, port: 81, scheduler: sh, schedulerFlags: [sh-fallback], {draining}}}"
+            ),
+            &format!("{{protocol: TCP, port: 82, scheduler: wlc, {draining}}}"),
+        ]));
+        one(
+            v4(&[&format!(
+                "{{protocol: TCP, port: 80, scheduler: mh, {draining}}}"
+            )]),
+            "warning: service TCP 198.51.100.10:80: backend 10.0.0.1:80 is draining on mh without mh-fallback",
+        );
+        one(
+            v4(&[&format!(
+                "{{protocol: TCP, port: 80, scheduler: sh, schedulerFlags: [sh-port], {draining}}}"
+            )]),
+            "is draining on sh without sh-fallback",
+        );
+    }
+
+    #[test]
+    fn vips_and_backends_are_usable_addresses() {
+        for vip in [
+            "127.0.0.1",
+            "::1",
+            "255.255.255.255",
+            "0.0.0.0",
+            "::",
+            "ff02::1",
+        ] {
+            let diagnostics = balancer(vip, &["{protocol: TCP, port: 80}"]);
+            one(diagnostics, "is not a usable address");
+        }
+        clean(v4(&[
+            "{protocol: TCP, port: 80, backends: [{address: 127.0.0.1}]}",
+        ]));
+        one(
+            v4(&["{protocol: TCP, port: 80, backends: [{address: 0.0.0.0}]}"]),
+            "not a usable address (unspecified)",
+        );
+        one(
+            balancer("198.51.100.10", &[]),
+            "warning: Balancer \"t\" has no services",
+        );
+    }
+
+    #[test]
+    fn names_are_dns_style_and_sources_are_known_forms() {
+        for good in ["web", "default.web", "web-1", "a", "default.web.ipv6"] {
+            assert!(super::is_dns_name(good), "{good}");
+        }
+        let long = "a".repeat(254);
+        for bad in [
+            "",
+            "Web",
+            "-web",
+            "web-",
+            "a..b",
+            "web_1",
+            "wéb",
+            long.as_str(),
+        ] {
+            assert!(!super::is_dns_name(bad), "{bad}");
+        }
+        for good in ["manual", "kubernetes/default/web"] {
+            assert!(super::is_valid_source(good), "{good}");
+        }
+        for bad in [
+            "",
+            "kubernetes/default",
+            "kubernetes/default/web/x",
+            "helm",
+            "kubernetes//web",
+        ] {
+            assert!(!super::is_valid_source(bad), "{bad}");
+        }
+        let text = "apiVersion: balanced.io/v1\nkind: Balancer\nmetadata:\n  name: Web\nspec:\n  \
+                    vip: 198.51.100.10\n  services: [{protocol: TCP, port: 80}]\n";
+        one(
+            check(text),
+            "4:9: metadata.name \"Web\" is not a DNS-style name",
+        );
+    }
+
+    #[test]
+    fn node_interface_names_follow_linux_rules() {
+        clean(node("  interface: lvs-vips.dummy0\n"));
+        clean(node("  interface: abcdefghijklmno\n"));
+        one(
+            node("  interface: abcdefghijklmnop\n"),
+            "16 bytes long, the limit is 15",
+        );
+        one(node("  interface: \"\"\n"), "it is empty");
+        one(node("  interface: a/b\n"), "it contains '/'");
+        one(node("  interface: \"a b\"\n"), "it contains ' '");
+        one(node("  interface: ..\n"), "path component");
+    }
+
+    #[test]
+    fn node_ranges_do_not_overlap() {
+        clean(node(
+            "  vipRanges: [198.51.100.0/25, 198.51.100.128/25, 2001:db8::/32]\n  fwmarkRanges: [1-10, 11-20, 0x100]\n",
+        ));
+        one(
+            node("  vipRanges: [198.51.100.0/24, 198.51.100.64/26]\n"),
+            "vipRanges entry 198.51.100.64/26 overlaps 198.51.100.0/24",
+        );
+        one(
+            node("  vipRanges: [2001:db8::/48, 2001:db8::/32]\n"),
+            "overlaps",
+        );
+        one(node("  vipRanges: [10.0.0.0/8, 10.0.0.0/8]\n"), "overlaps");
+        one(
+            node("  vipRanges: [10.0.0.1/8]\n"),
+            "has host bits set: write 10.0.0.0/8",
+        );
+        one(
+            node("  fwmarkRanges: [1-10, 10-20]\n"),
+            "fwmarkRanges entry 10-20 overlaps 1-10",
+        );
+        one(
+            node("  fwmarkRanges: [1-100, 5, 200]\n"),
+            "fwmarkRanges entry 5 overlaps 1-100",
+        );
+        one(node("  fwmarkRanges: [0]\n"), "includes 0");
+        let three = node("  fwmarkRanges: [1-100, 5, 50-60]\n");
+        assert_eq!(three.len(), 2, "{three:#?}");
+    }
+
+    #[test]
+    fn node_sysctls_are_ipvs_ones() {
+        clean(node(
+            "  sysctls:\n    net.ipv4.vs.sloppy_tcp: 1\n    net.ipv4.vs.sync_threshold: 3 50\n",
+        ));
+        one(
+            node("  sysctls:\n    net.ipv4.vs.new_knob: 1\n"),
+            "7:5: warning: sysctl net.ipv4.vs.new_knob is not one",
+        );
+        one(
+            node("  sysctls:\n    net.core.somaxconn: 1\n"),
+            "7:5: sysctl \"net.core.somaxconn\" is not under net.ipv4.vs.*",
+        );
+        one(node("  sysctls:\n    net.ipv4.vs.Sloppy: 1\n"), "malformed");
+        one(
+            node("  sysctls:\n    net.ipv4.vs.sloppy_tcp: \"\"\n"),
+            "is not a single-line setting",
+        );
+        one(
+            node("  sysctls:\n    net.ipv4.vs.sloppy_tcp: \"1\\n2\"\n"),
+            "is not a single-line setting",
+        );
+    }
+
+    #[test]
+    fn node_durations_are_sane() {
+        clean(node(
+            "  timeouts: {tcp: 1s, tcpFin: 2m, udp: 2147483s}\n  resyncInterval: 1s\n  withdrawDelay: 10m\n  drainTimeout: 0s\n  withdrawOnFailure: 1s\n",
+        ));
+        one(
+            node("  timeouts: {tcp: 0}\n"),
+            "timeouts.tcp 0s must be whole seconds",
+        );
+        one(
+            node("  timeouts: {udp: 1500ms}\n"),
+            "timeouts.udp 1s500ms must be whole seconds",
+        );
+        one(node("  timeouts: {tcpFin: 2147484s}\n"), "timeouts.tcpFin");
+        one(
+            node("  resyncInterval: 0s\n"),
+            "resyncInterval 0s is outside 1s to 1h",
+        );
+        one(
+            node("  withdrawDelay: 11m\n"),
+            "withdrawDelay 11m is outside 0s to 10m",
+        );
+        one(
+            node("  drainTimeout: 169h\n"),
+            "drainTimeout 169h is outside 0s to 168h",
+        );
+        one(
+            node("  withdrawOnFailure: 10s\n"),
+            "withdrawOnFailure 10s is shorter than resyncInterval 30s",
+        );
+    }
+}

@@ -353,11 +353,14 @@ impl NodeDeserializer<'_> {
     /// Gives an error raised at this node its position and, when the message does not quote
     /// the offending string already (`invalid IP address syntax`), the string.
     fn attach(&self, mut e: YamlError) -> YamlError {
-        if e.position.is_none()
-            && let NodeKind::Str(text) = &self.node.kind
-            && !e.message.contains(text.as_str())
-        {
-            e.message = format!("{}: {text:?}", e.message);
+        if e.position.is_none() {
+            match &self.node.kind {
+                NodeKind::Str(text) if !e.message.contains(text.as_str()) => {
+                    e.message = format!("{}: {text:?}", e.message);
+                }
+                NodeKind::Null => e.message = e.message.replace("unit value", "null"),
+                _ => {}
+            }
         }
         e.at(self.node.position)
     }
@@ -634,6 +637,8 @@ mod tests {
         );
         let missing = err::<Outer>("name: x\nitems:\n  - note: hi\n");
         assert_eq!(missing, "3:5: items[0]: missing field `port`");
+        let null = err::<Outer>("name: x\nitems:\n");
+        assert_eq!(null, "2:6: items: invalid type: null, expected a sequence");
         let kind = err::<Outer>("name: x\nitems: 7\n");
         assert!(
             kind.starts_with("2:8: items: invalid type: integer `7`"),
