@@ -264,3 +264,76 @@ fn parse_document(path: &Path, node: &Node) -> Result<Document, Diagnostic> {
         positions: Positions::of(node),
     })
 }
+
+#[cfg(test)]
+mod tests {
+    use super::*;
+
+    fn messages(text: &str) -> Vec<String> {
+        parse_file(Path::new("d.yaml"), text)
+            .diagnostics
+            .iter()
+            .map(ToString::to_string)
+            .collect()
+    }
+
+    #[test]
+    fn positions_index_values_and_keys_and_fall_back_to_parents() {
+        let text = "apiVersion: balanced.io/v1\nkind: Balancer\nmetadata: {name: w}\nspec:\n  vip: \
+                    198.51.100.1\n  services:\n    - protocol: TCP\n      port: 80\n      \
+                    backends:\n        - address: 10.0.0.1\n";
+        let file = parse_file(Path::new("d.yaml"), text);
+        assert_eq!(file.diagnostics, []);
+        let positions = &file.documents[0].positions;
+        assert_eq!(positions.get("spec.vip"), Some(Position::new(5, 8)));
+        assert_eq!(positions.key("spec.vip"), Position::new(5, 3));
+        assert_eq!(positions.get("metadata.name"), Some(Position::new(3, 18)));
+        assert_eq!(
+            positions.get("spec.services[0].backends[0].address"),
+            Some(Position::new(10, 20))
+        );
+        // Not written: the backend's port defaults, so the backend itself is the place.
+        assert_eq!(positions.get("spec.services[0].backends[0].port"), None);
+        assert_eq!(
+            positions.at("spec.services[0].backends[0].port"),
+            Position::new(10, 11)
+        );
+        assert_eq!(positions.at("nothing.here"), Position::new(1, 1));
+    }
+
+    #[test]
+    fn dispatch_names_what_is_supported() {
+        assert_eq!(
+            messages("kind: Balancer\n"),
+            ["d.yaml:1:1: missing apiVersion (supported: balanced.io/v1)"]
+        );
+        assert_eq!(
+            messages("apiVersion: balanced.io/v1\n"),
+            ["d.yaml:1:1: missing kind"]
+        );
+        assert_eq!(
+            messages("apiVersion: balanced.io/v1\nkind: 3\n"),
+            ["d.yaml:2:7: kind must be a string, not an integer"]
+        );
+        assert_eq!(
+            messages("apiVersion: balanced.io/v1\nkind: Balancer\nmetadata: {name: w}\n"),
+            ["d.yaml:1:1: missing field `spec`"]
+        );
+    }
+
+    #[test]
+    fn every_document_of_a_file_is_parsed_and_checked() {
+        let one = "apiVersion: balanced.io/v1\nkind: Balancer\nmetadata: {name: a}\nspec: {vip: \
+                   198.51.100.1, services: [{protocol: TCP, port: 80}]}\n";
+        let bad = one
+            .replace("name: a", "name: b")
+            .replace("port: 80", "port: 0");
+        let text = format!("{one}---\n{bad}---\n{}", one.replace("name: a", "name: c"));
+        let file = parse_file(Path::new("d.yaml"), &text);
+        let names: Vec<&str> = file.documents.iter().map(|d| d.manifest.name()).collect();
+        assert_eq!(names, ["a", "b", "c"]);
+        assert_eq!(file.documents[1].position, Position::new(6, 1));
+        assert_eq!(file.diagnostics.len(), 1, "{:?}", file.diagnostics);
+        assert_eq!(file.diagnostics[0].position.line, 9);
+    }
+}
