@@ -22,10 +22,13 @@ pub const API_VERSION: &str = "balanced.io/v1";
 #[derive(Debug, Clone, PartialEq, Eq, Default, Serialize, Deserialize, JsonSchema)]
 #[serde(rename_all = "camelCase", deny_unknown_fields)]
 pub struct Metadata {
-    /// The manifest's identity: unique across all manifests a node loads.
+    /// The manifest's identity: unique across all manifests a node loads. A DNS-style name
+    /// (lowercase letters, digits, `-` and `.`), e.g. `default.web`.
     pub name: String,
+    /// Free-form labels, e.g. to select manifests in tooling.
     #[serde(default, skip_serializing_if = "BTreeMap::is_empty")]
     pub labels: BTreeMap<String, String>,
+    /// Free-form notes for people and tools; balanced ignores them.
     #[serde(default, skip_serializing_if = "BTreeMap::is_empty")]
     pub annotations: BTreeMap<String, String>,
     /// Bumped by the writer whenever the content changes. Informational: shown in status and
@@ -41,8 +44,10 @@ pub struct Metadata {
 #[derive(Debug, Clone, PartialEq, Eq, Serialize, Deserialize, JsonSchema)]
 #[serde(rename_all = "camelCase", deny_unknown_fields)]
 pub struct Balancer {
+    /// `balanced.io/v1`.
     #[schemars(extend("enum" = ["balanced.io/v1"]))]
     pub api_version: String,
+    /// `Balancer`.
     #[schemars(extend("enum" = ["Balancer"]))]
     pub kind: String,
     pub metadata: Metadata,
@@ -55,6 +60,8 @@ pub struct BalancerSpec {
     /// The virtual IP, IPv4 or IPv6. The node holds it as a /32 or /128 on its interface while
     /// at least one of its services exists.
     pub vip: IpAddr,
+    /// The virtual services on this VIP; each (protocol, port) or fwmark at most once, across
+    /// every manifest a node loads.
     pub services: Vec<VirtualService>,
 }
 
@@ -62,24 +69,34 @@ pub struct BalancerSpec {
 #[derive(Debug, Clone, PartialEq, Eq, Serialize, Deserialize, JsonSchema)]
 #[serde(rename_all = "camelCase", deny_unknown_fields)]
 pub struct VirtualService {
+    /// `TCP`, `UDP` or `SCTP`, with `port`; absent on fwmark services.
     #[serde(default, skip_serializing_if = "Option::is_none")]
     pub protocol: Option<Protocol>,
+    /// The VIP's port (1-65535), with `protocol`; absent on fwmark services.
     #[serde(default, skip_serializing_if = "Option::is_none")]
     pub port: Option<u16>,
-    /// A firewall mark instead of protocol + port (packets marked by iptables/nftables).
+    /// A firewall mark (1 and up) instead of protocol + port: the service takes every packet
+    /// to the VIP's family that iptables/nftables marked so, whatever its protocol and port.
     #[serde(default, skip_serializing_if = "Option::is_none")]
     pub fwmark: Option<u32>,
+    /// The IPVS scheduler (default `wlc`).
     #[serde(default)]
     pub scheduler: Scheduler,
+    /// Scheduler flags: `mh-*` only with `mh`, `sh-*` only with `sh`. `mh-port`/`sh-port`
+    /// also hash the client's source port (TCP, UDP and SCTP all carry one).
     #[serde(default, skip_serializing_if = "Vec::is_empty")]
     pub scheduler_flags: Vec<SchedulerFlag>,
+    /// Keep each client (or client network) on one backend for a while.
     #[serde(default, skip_serializing_if = "Option::is_none")]
     pub persistence: Option<Persistence>,
-    /// One-packet scheduling: every UDP datagram is scheduled on its own (UDP only).
+    /// One-packet scheduling: every UDP datagram is scheduled on its own. UDP services only;
+    /// on a fwmark service it applies to the marked UDP packets.
     #[serde(default, skip_serializing_if = "is_false")]
     pub one_packet: bool,
+    /// How packets reach the backends (default: direct routing).
     #[serde(default)]
     pub forwarding: Forwarding,
+    /// The real servers, each (address, port) once.
     #[serde(default)]
     pub backends: Vec<Backend>,
 }
@@ -133,21 +150,36 @@ impl fmt::Display for Protocol {
 )]
 #[serde(rename_all = "lowercase")]
 pub enum Scheduler {
+    /// Round robin.
     Rr,
+    /// Weighted round robin.
     Wrr,
+    /// Least connections.
     Lc,
-    /// The kernel's and ipvsadm's default.
+    /// Weighted least connections: the kernel's and ipvsadm's default.
     #[default]
     Wlc,
+    /// Locality-based least connections.
     Lblc,
+    /// Locality-based least connections with replication.
     Lblcr,
+    /// Destination hashing.
     Dh,
+    /// Source hashing; flags `sh-fallback`, `sh-port`.
     Sh,
+    /// Shortest expected delay.
     Sed,
+    /// Never queue.
     Nq,
+    /// Weighted failover (Linux 4.2+).
     Fo,
+    /// Weighted overflow (Linux 4.3+).
     Ovf,
+    /// Maglev hashing (Linux 4.18+): consistent hashing, so every director picks the same
+    /// backend for a client; flags `mh-fallback`, `mh-port`. The kernel's table has 4093
+    /// slots: more backends are an error, more than 40 spread the load less evenly.
     Mh,
+    /// Weighted random twos choice (Linux 5.9+).
     Twos,
 }
 
@@ -230,14 +262,22 @@ impl FromStr for Scheduler {
 )]
 #[serde(rename_all = "kebab-case")]
 pub enum SchedulerFlag {
+    /// `mh`: a connection hashing to a backend with weight 0 (draining) or over its upper
+    /// threshold moves on to another backend instead of being dropped.
     MhFallback,
+    /// `mh`: hash the client's source port too, not only its address.
     MhPort,
+    /// `sh`: like `mh-fallback`, for source hashing.
     ShFallback,
+    /// `sh`: hash the client's source port too.
     ShPort,
+    /// Raw IP_VS_SVC_F_SCHED1 (what `mh-fallback`/`sh-fallback` set).
     #[serde(rename = "flag-1")]
     Flag1,
+    /// Raw IP_VS_SVC_F_SCHED2 (what `mh-port`/`sh-port` set).
     #[serde(rename = "flag-2")]
     Flag2,
+    /// Raw IP_VS_SVC_F_SCHED3.
     #[serde(rename = "flag-3")]
     Flag3,
 }
@@ -275,7 +315,7 @@ impl fmt::Display for SchedulerFlag {
 #[derive(Debug, Clone, PartialEq, Eq, Serialize, Deserialize, JsonSchema)]
 #[serde(rename_all = "camelCase", deny_unknown_fields)]
 pub struct Persistence {
-    /// Seconds a client stays on its backend after its last connection.
+    /// Seconds a client stays on its backend after its last connection (1 to 2147483).
     pub timeout: u32,
     /// Clients are grouped by this mask: a dotted IPv4 mask (`255.255.255.0`) on IPv4 VIPs, a
     /// prefix length on either family (`24`, `/64`). Default: the whole address.
@@ -382,6 +422,8 @@ impl JsonSchema for Netmask {
 #[derive(Debug, Clone, PartialEq, Eq, Default, Serialize, Deserialize, JsonSchema)]
 #[serde(rename_all = "camelCase", deny_unknown_fields)]
 pub struct Forwarding {
+    /// `tunnel`, `direct` or `masquerade`. Only masquerade rewrites ports; only tunnel
+    /// reaches a backend of the other address family.
     pub method: ForwardingMethod,
     /// Tunnel only: the encapsulation (default `ipip`).
     #[serde(default, skip_serializing_if = "Option::is_none")]
@@ -451,6 +493,7 @@ impl fmt::Display for ForwardingMethod {
 )]
 #[serde(rename_all = "lowercase")]
 pub enum Encapsulation {
+    /// IP-in-IP (any kernel); an IPv6 packet goes in IPv6-in-IPv6 or IPv6-in-IPv4.
     #[default]
     Ipip,
     /// Needs Linux 5.2.
@@ -491,8 +534,10 @@ impl fmt::Display for Encapsulation {
 )]
 #[serde(rename_all = "lowercase")]
 pub enum TunnelChecksum {
+    /// No outer checksum.
     #[default]
     None,
+    /// An outer checksum (GUE: UDP checksum; GRE: GRE checksum).
     Csum,
     /// Remote checksum offload; GUE only.
     Remcsum,
@@ -518,11 +563,13 @@ impl fmt::Display for TunnelChecksum {
 #[derive(Debug, Clone, PartialEq, Eq, Serialize, Deserialize, JsonSchema)]
 #[serde(rename_all = "camelCase", deny_unknown_fields)]
 pub struct Backend {
+    /// The real server's address. Another family than the VIP's only with tunnel forwarding.
     pub address: IpAddr,
     /// Default: the service's port (0 for fwmark services). 0 is allowed only for fwmark
     /// services under masquerade, where it keeps the client's destination port.
     #[serde(default, skip_serializing_if = "Option::is_none")]
     pub port: Option<u16>,
+    /// Relative share of new connections, 0 to 2147483647 (default 1; 0 takes none).
     #[serde(default = "default_weight", skip_serializing_if = "is_default_weight")]
     #[schemars(range(min = 0, max = 2147483647))]
     pub weight: u32,
@@ -532,6 +579,7 @@ pub struct Backend {
     /// Resume below this many after the upper threshold was hit.
     #[serde(default, skip_serializing_if = "Option::is_none")]
     pub lower_threshold: Option<u32>,
+    /// `active` (default) or `draining`.
     #[serde(default, skip_serializing_if = "BackendState::is_active")]
     pub state: BackendState,
 }
@@ -563,6 +611,7 @@ fn is_default_weight(w: &u32) -> bool {
 )]
 #[serde(rename_all = "lowercase")]
 pub enum BackendState {
+    /// Takes new connections by its weight.
     #[default]
     Active,
     /// Weight 0: no new connections; deleted once its connections are gone or the node's
@@ -580,11 +629,14 @@ impl BackendState {
 #[derive(Debug, Clone, PartialEq, Eq, Serialize, Deserialize, JsonSchema)]
 #[serde(rename_all = "camelCase", deny_unknown_fields)]
 pub struct NodeConfig {
+    /// `balanced.io/v1`.
     #[schemars(extend("enum" = ["balanced.io/v1"]))]
     pub api_version: String,
+    /// `NodeConfig`.
     #[schemars(extend("enum" = ["NodeConfig"]))]
     pub kind: String,
     pub metadata: Metadata,
+    /// Everything has a default: an empty spec owns no VIP and no mark.
     #[serde(default)]
     pub spec: NodeConfigSpec,
 }
@@ -592,38 +644,45 @@ pub struct NodeConfig {
 #[derive(Debug, Clone, PartialEq, Eq, Serialize, Deserialize, JsonSchema)]
 #[serde(rename_all = "camelCase", deny_unknown_fields)]
 pub struct NodeConfigSpec {
-    /// The dummy link that holds the VIP addresses (BGP announces what is on it).
+    /// The dummy link that holds the VIP addresses (BGP announces what is on it). A Linux
+    /// interface name: 1 to 15 bytes, no `/`, `:` or whitespace. Default `balanced0`.
     #[serde(default = "default_interface")]
     pub interface: String,
-    /// The VIPs this node owns. IPVS services and addresses outside them are never created,
-    /// changed or deleted. Empty: the node owns no VIP.
+    /// The VIPs this node owns, as CIDRs without host bits, not overlapping. IPVS services and
+    /// addresses outside them are never created, changed or deleted. Empty: the node owns no
+    /// VIP.
     #[serde(default)]
     pub vip_ranges: Vec<IpNet>,
-    /// The firewall marks this node owns, as `N` or `FROM-TO`.
+    /// The firewall marks this node owns, as `N` or `FROM-TO` (decimal or `0x` hex), not
+    /// overlapping, without 0.
     #[serde(default)]
     pub fwmark_ranges: Vec<FwmarkRange>,
-    /// `net.ipv4.vs.*` sysctls to converge, by full name.
+    /// `net.ipv4.vs.*` sysctls to converge, by full name (`net.ipv4.vs.sloppy_tcp: 1`). Names
+    /// mainline Linux does not document are accepted with a warning.
     #[serde(default)]
     pub sysctls: BTreeMap<String, String>,
     /// IPVS connection timeouts (set through netlink); absent ones are left as they are.
     #[serde(default)]
     pub timeouts: Timeouts,
-    /// How long a draining destination may keep connections before it is deleted anyway.
+    /// How long a draining destination may keep connections before it is deleted anyway
+    /// (0s to 168h, default 5m).
     #[serde(default = "default_drain_timeout")]
     pub drain_timeout: Duration,
-    /// How often the kernel is observed again to repair drift.
+    /// How often the kernel is observed again to repair drift (1s to 1h, default 30s).
     #[serde(default = "default_resync_interval")]
     pub resync_interval: Duration,
     /// Time between withdrawing a VIP address and deleting its services, so BGP converges
-    /// before the services go.
+    /// before the services go (0s to 10m, default 5s).
     #[serde(default = "default_withdraw_delay")]
     pub withdraw_delay: Duration,
+    /// How much one converge may delete before an operator must release it.
     #[serde(default)]
     pub max_deletions: DeletionLimits,
     /// Withdraw every VIP address (BGP withdraws; IPVS services stay).
     #[serde(default)]
     pub maintenance: bool,
-    /// Withdraw every VIP address when converging keeps failing for this long.
+    /// Withdraw every VIP address when converging keeps failing for this long (at least
+    /// `resyncInterval`).
     #[serde(default, skip_serializing_if = "Option::is_none")]
     pub withdraw_on_failure: Option<Duration>,
 }
@@ -664,7 +723,8 @@ fn default_withdraw_delay() -> Duration {
     Duration::from_secs(5)
 }
 
-/// IPVS connection timeouts in seconds (`ipvsadm --set TCP TCPFIN UDP`).
+/// IPVS connection timeouts (`ipvsadm --set TCP TCPFIN UDP`): whole seconds from 1s to
+/// 2147483s; an absent one is left as the kernel has it.
 #[derive(Debug, Clone, PartialEq, Eq, Default, Serialize, Deserialize, JsonSchema)]
 #[serde(rename_all = "camelCase", deny_unknown_fields)]
 pub struct Timeouts {

@@ -6,8 +6,8 @@
 //! Rules that span documents (unique names, services across files, node ranges) live in
 //! `crate::check`.
 //!
-//! Minimum kernels: `mh` needs Linux 4.18, GUE tunnels 5.2, GRE tunnels 5.3, mixed-family
-//! tunnels (an IPv4 backend behind an IPv6 VIP or back) 5.3 as well.
+//! Minimum kernels (documented on the types, so in the JSON Schema too): `mh` needs Linux
+//! 4.18, GUE tunnels 5.2, GRE tunnels 5.3, `twos` 5.9.
 
 use std::collections::HashMap;
 use std::collections::hash_map::Entry;
