@@ -1,5 +1,22 @@
 //! The balanced node engine: manifests → desired model → pure plan → dataplane, then observe
 //! again and verify.
 
+pub mod cli;
+pub mod commands;
+pub mod compile;
+pub mod converge;
+pub mod daemon;
 pub mod dataplane;
+pub mod display;
+pub mod error;
+pub mod exec;
+pub mod kernel;
+pub mod kernel_sim;
+pub mod logging;
+pub mod manifests;
 pub mod model;
+pub mod ownership;
+pub mod plan;
+pub mod sim;
+pub mod state_dir;
+pub mod status;
