@@ -1,0 +1,20 @@
+//! `balanced-exporter`: watches Kubernetes Services and EndpointSlices, allocates their VIPs and
+//! renders one `Balancer` manifest per Service and address family into a directory.
+//!
+//! The deciding is pure and apart from the API calls: [`render`] turns objects into manifests,
+//! [`alloc`] plans VIP allocations, [`annotations`] reads the per-Service configuration. The
+//! effects live in [`writer`] (files, Git), [`status`] (status PATCHes), [`lease`] (leader
+//! election), [`watch`] (the caches fed by kube-runtime watchers) and [`run`] (the loop tying
+//! them together).
+
+pub mod alloc;
+pub mod annotations;
+pub mod config;
+pub mod dump;
+pub mod error;
+pub mod fixtures;
+pub mod manifest;
+pub mod render;
+pub mod writer;
+
+pub use error::Error;
