@@ -1,0 +1,488 @@
+//! The kernel dataplane: IPVS over generic netlink, the VIP link over rtnetlink, sysctls
+//! through `/proc/sys`.
+//!
+//! It keeps no desired state: `observe` reads everything anew (one service dump, one
+//! destination dump per service, one address dump), and `apply_all` pipelines consecutive
+//! IPVS requests (and consecutive address changes) many per `sendmsg`, answering every action
+//! with its own result. Features the running kernel lacks are refused with an error, never
+//! silently degraded.
+
+pub mod ipvs;
+pub mod link;
+pub mod netlink;
+pub mod rtnl;
+pub mod socket;
+pub mod sysctl;
+
+use std::collections::BTreeMap;
+
+use balanced_schemas::v1::Encapsulation;
+
+use crate::dataplane::{Action, ActionError, Dataplane, DataplaneError, Errno, ObserveRequest};
+use crate::kernel::ipvs::client::{ConnectError, IpvsClient};
+use crate::kernel::ipvs::codec::{self, IpvsMessage};
+use crate::kernel::link::LinkClient;
+use crate::kernel::netlink::Ack;
+use crate::kernel::socket::SocketError;
+use crate::kernel::sysctl::Sysctls;
+use crate::model::{DestinationConfig, Forward, NodeState};
+
+pub struct KernelDataplane {
+    ipvs: IpvsClient,
+    link: LinkClient,
+    sysctls: Sysctls,
+    /// `(major, minor)` of the running kernel, for features IPVS added late.
+    release: Option<(u32, u32)>,
+}
+
+impl KernelDataplane {
+    /// Connects to IPVS and rtnetlink in the current network namespace.
+    pub fn connect() -> Result<Self, DataplaneError> {
+        let ipvs = IpvsClient::connect().map_err(|e| match e {
+            ConnectError::NotAvailable | ConnectError::NotPermitted => DataplaneError::Kernel {
+                context: e.to_string(),
+                errno: Errno(e.errno()),
+            },
+            other => DataplaneError::Kernel {
+                errno: Errno(other.errno()),
+                context: other.to_string(),
+            },
+        })?;
+        let link = LinkClient::open().map_err(|e| DataplaneError::Kernel {
+            context: "opening an rtnetlink socket".into(),
+            errno: Errno(e.raw_os_error().unwrap_or(libc::EIO)),
+        })?;
+        let release = std::fs::read_to_string("/proc/sys/kernel/osrelease")
+            .ok()
+            .and_then(|r| parse_release(&r));
+        Ok(KernelDataplane {
+            ipvs,
+            link,
+            sysctls: Sysctls::default(),
+            release,
+        })
+    }
+
+    /// IPVS's version as the kernel reports it (`0x010201` = 1.2.1).
+    pub fn ipvs_version(&self) -> u32 {
+        self.ipvs.version
+    }
+
+    fn address_changes(&mut self, run: &[(usize, &Action)]) -> Vec<Result<(), ActionError>> {
+        // One link lookup per interface name, then the changes pipelined.
+        let mut indexes: BTreeMap<&str, Result<u32, SocketError>> = BTreeMap::new();
+        for (_, action) in run {
+            let name = address_change(action).map(|c| c.0).unwrap_or_default();
+            if !indexes.contains_key(name) {
+                let index = match self.link.find(name) {
+                    Ok(Some(link)) => Ok(link.index),
+                    Ok(None) => Err(SocketError::Kernel {
+                        errno: libc::ENODEV,
+                        message: None,
+                    }),
+                    Err(e) => Err(e),
+                };
+                indexes.insert(name, index);
+            }
+        }
+        let mut results: Vec<Option<Result<(), ActionError>>> = vec![None; run.len()];
+        for (name, index) in &indexes {
+            let members: Vec<usize> = (0..run.len())
+                .filter(|i| address_change(run[*i].1).map(|c| c.0) == Some(*name))
+                .collect();
+            let outcome = match index {
+                Ok(index) => {
+                    let changes: Vec<(bool, std::net::IpAddr)> = members
+                        .iter()
+                        .filter_map(|i| address_change(run[*i].1).map(|c| (c.1, c.2)))
+                        .collect();
+                    self.link.change_addresses(*index, &changes)
+                }
+                Err(e) => Err(SocketError::Kernel {
+                    errno: e.errno(),
+                    message: None,
+                }),
+            };
+            for (n, i) in members.iter().enumerate() {
+                let action = run[*i].1;
+                results[*i] = Some(match &outcome {
+                    Ok(acks) => ack_result(action, acks.get(n)),
+                    Err(e) => Err(action_error(action, e.errno(), Some(e.to_string()))),
+                });
+            }
+        }
+        results
+            .into_iter()
+            .map(|r| r.unwrap_or_else(|| Err(action_error(run[0].1, libc::EPROTO, None))))
+            .collect()
+    }
+
+    fn ipvs_requests(&mut self, run: &[(usize, &Action)]) -> Vec<Result<(), ActionError>> {
+        let mut results: Vec<Option<Result<(), ActionError>>> = vec![None; run.len()];
+        let mut messages: Vec<IpvsMessage> = Vec::new();
+        let mut sent: Vec<usize> = Vec::new();
+        for (i, (_, action)) in run.iter().enumerate() {
+            if let Some(missing) = self.missing_feature(action) {
+                results[i] = Some(Err(action_error(action, libc::EOPNOTSUPP, Some(missing))));
+            } else if let Some(m) = codec::request_for(action) {
+                messages.push(m);
+                sent.push(i);
+            }
+        }
+        let refs: Vec<&IpvsMessage> = messages.iter().collect();
+        match self.ipvs.execute(&refs) {
+            Ok(acks) => {
+                for (n, i) in sent.iter().enumerate() {
+                    results[*i] = Some(ack_result(run[*i].1, acks.get(n)));
+                }
+            }
+            Err(e) => {
+                for i in &sent {
+                    results[*i] =
+                        Some(Err(action_error(run[*i].1, e.errno(), Some(e.to_string()))));
+                }
+            }
+        }
+        results
+            .into_iter()
+            .map(|r| r.unwrap_or_else(|| Err(action_error(run[0].1, libc::EPROTO, None))))
+            .collect()
+    }
+
+    /// Tunnel types the running kernel cannot do. Kernels before 5.2 ignore the tunnel
+    /// attributes, so sending them would silently create an IPIP destination.
+    fn missing_feature(&self, action: &Action) -> Option<String> {
+        let config = match action {
+            Action::AddDestination { config, .. } | Action::SetDestination { config, .. } => config,
+            _ => return None,
+        };
+        let needs = needed_release(config)?;
+        let release = self.release?;
+        (release < needs).then(|| {
+            format!(
+                "this kernel ({}.{}) cannot do it: {} tunnels need Linux {}.{}",
+                release.0,
+                release.1,
+                tunnel_name(config),
+                needs.0,
+                needs.1
+            )
+        })
+    }
+
+    fn single(&mut self, action: &Action) -> Result<(), ActionError> {
+        match action {
+            Action::EnsureInterface { name } => self
+                .link
+                .ensure(name)
+                .map_err(|e| action_error(action, e.errno(), socket_detail(&e))),
+            Action::SetSysctl { name, value } => self.sysctls.write(name, value).map_err(|e| {
+                let errno = e.raw_os_error().unwrap_or(libc::EINVAL);
+                let detail = match errno {
+                    libc::ENOENT => Some("this kernel has no such sysctl".to_owned()),
+                    _ if e.raw_os_error().is_none() => Some(e.to_string()),
+                    _ => None,
+                };
+                action_error(action, errno, detail)
+            }),
+            other => {
+                let run = [(0, other)];
+                let mut results = if address_change(other).is_some() {
+                    self.address_changes(&run)
+                } else {
+                    self.ipvs_requests(&run)
+                };
+                results.pop().unwrap_or(Ok(()))
+            }
+        }
+    }
+}
+
+/// `(interface, add, address)` of an address action.
+fn address_change(action: &Action) -> Option<(&str, bool, std::net::IpAddr)> {
+    match action {
+        Action::AddAddress { interface, address } => Some((interface, true, *address)),
+        Action::DelAddress { interface, address } => Some((interface, false, *address)),
+        _ => None,
+    }
+}
+
+fn needed_release(config: &DestinationConfig) -> Option<(u32, u32)> {
+    match config.forwarding {
+        Forward::Tunnel {
+            encapsulation: Encapsulation::Gue,
+            ..
+        } => Some((5, 2)),
+        Forward::Tunnel {
+            encapsulation: Encapsulation::Gre,
+            ..
+        } => Some((5, 3)),
+        _ => None,
+    }
+}
+
+fn tunnel_name(config: &DestinationConfig) -> &'static str {
+    match config.forwarding {
+        Forward::Tunnel { encapsulation, .. } => encapsulation.as_str(),
+        _ => "ipip",
+    }
+}
+
+/// `6.1.0-56-amd64` → `(6, 1)`.
+pub fn parse_release(text: &str) -> Option<(u32, u32)> {
+    let mut parts = text.trim().split(|c: char| !c.is_ascii_digit());
+    let major = parts.next()?.parse().ok()?;
+    let minor = parts.next()?.parse().ok()?;
+    Some((major, minor))
+}
+
+fn socket_detail(e: &SocketError) -> Option<String> {
+    match e {
+        SocketError::Kernel { message, .. } => message.clone(),
+        other => Some(other.to_string()),
+    }
+}
+
+fn ack_result(action: &Action, ack: Option<&Ack>) -> Result<(), ActionError> {
+    match ack {
+        Some(Ack { errno: 0, .. }) => Ok(()),
+        Some(ack) => Err(action_error(action, ack.errno, ack.message.clone())),
+        None => Err(action_error(
+            action,
+            libc::EPROTO,
+            Some("the kernel sent no ack".into()),
+        )),
+    }
+}
+
+/// The error for `action`: what was being done, a hint for the errnos whose cause is known,
+/// and the kernel's own text when it gave one.
+fn action_error(action: &Action, errno: i32, detail: Option<String>) -> ActionError {
+    let mut message = doing(action);
+    if let Some(hint) = hint(action, errno) {
+        message.push_str(": ");
+        message.push_str(&hint);
+    }
+    if let Some(detail) = detail.filter(|d| !d.is_empty()) {
+        message.push_str(&format!(" ({detail})"));
+    }
+    ActionError {
+        errno: Errno(errno),
+        message,
+    }
+}
+
+fn hint(action: &Action, errno: i32) -> Option<String> {
+    match (action, errno) {
+        (_, libc::EPERM) => Some("needs CAP_NET_ADMIN".into()),
+        (Action::AddService { config, .. } | Action::SetService { config, .. }, libc::ENOENT) => {
+            let sched = config.scheduler.as_str();
+            Some(if config.pe_name.is_empty() {
+                format!("scheduler {sched} is not available: load ip_vs_{sched}")
+            } else {
+                let pe = &config.pe_name;
+                format!(
+                    "scheduler {sched} or persistence engine {pe} is not available: \
+                     load ip_vs_{sched} and ip_vs_pe_{pe}"
+                )
+            })
+        }
+        _ => None,
+    }
+}
+
+/// What `action` was doing, in words, naming the objects.
+fn doing(action: &Action) -> String {
+    match action {
+        Action::EnsureInterface { name } => format!("creating or setting up link {name}"),
+        Action::AddAddress { interface, address } => {
+            format!("adding address {address} to {interface}")
+        }
+        Action::DelAddress { interface, address } => {
+            format!("deleting address {address} from {interface}")
+        }
+        Action::AddService { key, .. } => format!("adding service {key}"),
+        Action::SetService { key, .. } => format!("changing service {key}"),
+        Action::DelService { key } => format!("deleting service {key}"),
+        Action::AddDestination {
+            service,
+            destination,
+            ..
+        } => format!("adding destination {destination} to {service}"),
+        Action::SetDestination {
+            service,
+            destination,
+            ..
+        } => format!("changing destination {destination} of {service}"),
+        Action::DelDestination {
+            service,
+            destination,
+        } => format!("deleting destination {destination} from {service}"),
+        Action::SetSysctl { name, value } => format!("setting sysctl {name} to {value}"),
+        Action::SetTimeouts { timeouts } => format!(
+            "setting IPVS timeouts tcp {} tcpfin {} udp {}",
+            timeouts.tcp, timeouts.tcp_fin, timeouts.udp
+        ),
+    }
+}
+
+#[derive(PartialEq)]
+enum Channel {
+    Ipvs,
+    Address,
+    Single,
+}
+
+fn channel(action: &Action) -> Channel {
+    if address_change(action).is_some() {
+        Channel::Address
+    } else if codec::request_for(action).is_some() {
+        Channel::Ipvs
+    } else {
+        Channel::Single
+    }
+}
+
+impl Dataplane for KernelDataplane {
+    fn observe(&mut self, request: &ObserveRequest) -> Result<NodeState, DataplaneError> {
+        let kernel = |context: &str| {
+            let context = context.to_owned();
+            move |e: SocketError| DataplaneError::Kernel {
+                errno: Errno(e.errno()),
+                context: format!("{context}: {e}"),
+            }
+        };
+        let (services, unreadable) = self.ipvs.services().map_err(kernel("dumping IPVS"))?;
+        for u in unreadable {
+            tracing::warn!("{u}; left out of the observed state");
+        }
+        let timeouts = self
+            .ipvs
+            .timeouts()
+            .map_err(kernel("reading IPVS timeouts"))?;
+        let interface = if request.interface.is_empty() {
+            Default::default()
+        } else {
+            self.link
+                .observe(&request.interface)
+                .map_err(kernel(&format!("reading link {}", request.interface)))?
+        };
+        let mut sysctls = BTreeMap::new();
+        for name in &request.sysctls {
+            let value = self.sysctls.read(name).map_err(|e| DataplaneError::Io {
+                path: self
+                    .sysctls
+                    .path(name)
+                    .unwrap_or_else(|_| std::path::PathBuf::from(name)),
+                source: e,
+            })?;
+            if let Some(value) = value {
+                sysctls.insert(name.clone(), value);
+            }
+        }
+        Ok(NodeState {
+            interface,
+            services: services.into_iter().map(|s| (s.key, s)).collect(),
+            sysctls,
+            timeouts,
+        })
+    }
+
+    fn apply(&mut self, action: &Action) -> Result<(), ActionError> {
+        self.single(action)
+    }
+
+    /// Runs of consecutive IPVS actions go out pipelined, as do runs of address changes; the
+    /// order of the actions is kept and every action gets its own result.
+    fn apply_all(&mut self, actions: &[Action]) -> Vec<Result<(), ActionError>> {
+        let mut results = Vec::with_capacity(actions.len());
+        let mut start = 0;
+        while start < actions.len() {
+            let kind = channel(&actions[start]);
+            let mut end = start + 1;
+            if kind != Channel::Single {
+                while end < actions.len() && channel(&actions[end]) == kind {
+                    end += 1;
+                }
+            }
+            let run: Vec<(usize, &Action)> = actions[start..end].iter().enumerate().collect();
+            match kind {
+                Channel::Ipvs => results.extend(self.ipvs_requests(&run)),
+                Channel::Address => results.extend(self.address_changes(&run)),
+                Channel::Single => results.push(self.single(&actions[start])),
+            }
+            start = end;
+        }
+        results
+    }
+}
+
+#[cfg(test)]
+mod tests {
+    use super::*;
+    use crate::model::{ServiceConfig, ServiceKey};
+    use balanced_schemas::v1::{Protocol, Scheduler};
+
+    #[test]
+    fn kernel_releases_parse() {
+        assert_eq!(parse_release("6.1.0-56-amd64\n"), Some((6, 1)));
+        assert_eq!(parse_release("5.2.0"), Some((5, 2)));
+        assert_eq!(parse_release("4.19.0+"), Some((4, 19)));
+        assert_eq!(parse_release("garbage"), None);
+    }
+
+    #[test]
+    fn missing_scheduler_is_named_with_the_module_to_load() {
+        let action = Action::AddService {
+            key: ServiceKey::Inet {
+                protocol: Protocol::Tcp,
+                vip: "198.51.100.10".parse().expect("ip"),
+                port: 80,
+            },
+            config: ServiceConfig {
+                scheduler: Scheduler::Mh,
+                flags: 0,
+                timeout: 0,
+                netmask: u32::MAX,
+                pe_name: String::new(),
+            },
+        };
+        let e = action_error(&action, libc::ENOENT, None);
+        assert_eq!(e.errno, Errno::ENOENT);
+        assert_eq!(
+            e.message,
+            "adding service TCP 198.51.100.10:80: scheduler mh is not available: load ip_vs_mh"
+        );
+        let e = action_error(&action, libc::EPERM, Some("denied".into()));
+        assert_eq!(
+            e.message,
+            "adding service TCP 198.51.100.10:80: needs CAP_NET_ADMIN (denied)"
+        );
+    }
+
+    #[test]
+    fn actions_are_routed_to_their_channel() {
+        let set = Action::SetSysctl {
+            name: "net.ipv4.vs.sloppy_tcp".into(),
+            value: "1".into(),
+        };
+        let add = Action::AddAddress {
+            interface: "balanced0".into(),
+            address: "192.0.2.1".parse().expect("ip"),
+        };
+        let del = Action::DelService {
+            key: ServiceKey::Fwmark {
+                family: crate::model::Family::V4,
+                mark: 1,
+            },
+        };
+        assert!(channel(&set) == Channel::Single);
+        assert!(channel(&add) == Channel::Address);
+        assert!(channel(&del) == Channel::Ipvs);
+        assert!(
+            channel(&Action::EnsureInterface {
+                name: "balanced0".into()
+            }) == Channel::Single
+        );
+    }
+}

@@ -1,0 +1,256 @@
+//! The netlink transport: one socket, requests pipelined many per `sendmsg`, acks matched by
+//! sequence number, dumps read to their end.
+//!
+//! The only module of the kernel dataplane that does socket I/O. It knows framing (headers,
+//! acks, `NLMSG_DONE`), never what a message means: encoding and decoding stay with the codecs.
+
+use std::io;
+use std::os::fd::AsRawFd;
+
+use neli::consts::socket::{Msg, NlFamily};
+use neli::socket::NlSocket;
+use neli::utils::Groups;
+
+use crate::kernel::netlink::{
+    self, Ack, DecodeError, Message, NLMSG_DONE, NLMSG_ERROR, NLMSG_NOOP, NLMSG_OVERRUN,
+};
+
+/// Requests per `sendmsg`. Each ack takes about 1 KiB of receive buffer (skb overhead); the
+/// buffer is forced to [`RECEIVE_BUFFER`], so a batch's acks never overflow it.
+const BATCH: usize = 512;
+/// The socket's receive buffer: large, so dumps and batches of acks are never dropped.
+const RECEIVE_BUFFER: usize = 8 << 20;
+/// One datagram: the kernel builds dump datagrams of at most 32 KiB.
+const DATAGRAM: usize = 64 << 10;
+
+const NETLINK_CAP_ACK: libc::c_int = 10;
+const NETLINK_EXT_ACK: libc::c_int = 11;
+
+/// A request the kernel answered with an error, or a transport failure.
+#[derive(Debug, thiserror::Error)]
+pub enum SocketError {
+    #[error("netlink socket: {0}")]
+    Io(#[from] io::Error),
+    #[error("{}", kernel_text(.errno, .message))]
+    Kernel { errno: i32, message: Option<String> },
+    #[error("malformed netlink message: {0}")]
+    Decode(#[from] DecodeError),
+}
+
+fn kernel_text(errno: &i32, message: &Option<String>) -> String {
+    let base = io::Error::from_raw_os_error(*errno).to_string();
+    match message {
+        Some(m) => format!("{base} ({m})"),
+        None => base,
+    }
+}
+
+impl SocketError {
+    /// The errno behind the error: the kernel's, or the socket's.
+    pub fn errno(&self) -> i32 {
+        match self {
+            SocketError::Kernel { errno, .. } => *errno,
+            SocketError::Io(e) => e.raw_os_error().unwrap_or(libc::EIO),
+            SocketError::Decode(_) => libc::EPROTO,
+        }
+    }
+}
+
+pub struct NetlinkSocket {
+    socket: NlSocket,
+    sequence: u32,
+    buffer: Vec<u8>,
+}
+
+impl NetlinkSocket {
+    pub fn open(family: NlFamily) -> io::Result<Self> {
+        let socket = NlSocket::connect(family, None, Groups::empty())?;
+        let fd = socket.as_raw_fd();
+        // SO_RCVBUFFORCE needs CAP_NET_ADMIN, which every IPVS operation needs anyway; without
+        // it the kernel's rmem_max caps the plain SO_RCVBUF.
+        if setsockopt(
+            fd,
+            libc::SOL_SOCKET,
+            libc::SO_RCVBUFFORCE,
+            RECEIVE_BUFFER as i32,
+        )
+        .is_err()
+        {
+            socket.set_recv_buffer_size(RECEIVE_BUFFER)?;
+        }
+        // Acks echo only the request's header, and errors may carry the kernel's text. Both
+        // are optional on old kernels.
+        let _ = setsockopt(fd, libc::SOL_NETLINK, NETLINK_CAP_ACK, 1);
+        let _ = setsockopt(fd, libc::SOL_NETLINK, NETLINK_EXT_ACK, 1);
+        Ok(NetlinkSocket {
+            socket,
+            sequence: 0,
+            buffer: vec![0; DATAGRAM],
+        })
+    }
+
+    fn next_sequence(&mut self) -> u32 {
+        self.sequence = self.sequence.wrapping_add(1);
+        self.sequence
+    }
+
+    fn send(&self, buf: &[u8]) -> io::Result<()> {
+        let sent = self.socket.send(buf, Msg::empty())?;
+        if sent != buf.len() {
+            return Err(io::Error::other(format!(
+                "netlink send: {sent} of {} bytes sent",
+                buf.len()
+            )));
+        }
+        Ok(())
+    }
+
+    fn receive(&mut self) -> io::Result<usize> {
+        loop {
+            match self.socket.recv(&mut self.buffer[..], Msg::empty()) {
+                Ok((len, _)) => return Ok(len),
+                Err(e) if e.kind() == io::ErrorKind::Interrupted => continue,
+                Err(e) => return Err(e),
+            }
+        }
+    }
+
+    /// Sends `count` requests, many per `sendmsg`; `encode(i, out, sequence)` appends request
+    /// `i` with `NLM_F_ACK` set. Returns each request's ack in order: a failing request never
+    /// stops the later ones (the kernel processes every message of a batch).
+    pub fn batch(
+        &mut self,
+        count: usize,
+        mut encode: impl FnMut(usize, &mut Vec<u8>, u32),
+    ) -> Result<Vec<Ack>, SocketError> {
+        let mut acks: Vec<Option<Ack>> = vec![None; count];
+        let mut start = 0;
+        let mut out = Vec::new();
+        while start < count {
+            let end = (start + BATCH).min(count);
+            out.clear();
+            let first = self.sequence.wrapping_add(1);
+            for i in start..end {
+                let sequence = self.next_sequence();
+                encode(i, &mut out, sequence);
+            }
+            self.send(&out)?;
+            let mut pending = end - start;
+            while pending > 0 {
+                let len = self.receive()?;
+                for m in netlink::messages(&self.buffer[..len])? {
+                    if m.header.kind != NLMSG_ERROR {
+                        continue;
+                    }
+                    let ack = netlink::parse_ack(&m.header, m.payload)?;
+                    let index = ack.sequence.wrapping_sub(first) as usize;
+                    if index < end - start && acks[start + index].is_none() {
+                        acks[start + index] = Some(ack);
+                        pending -= 1;
+                    }
+                }
+            }
+            start = end;
+        }
+        Ok(acks.into_iter().flatten().collect())
+    }
+
+    /// Sends one request expecting replies (a dump with `NLM_F_DUMP`, or a single answer), and
+    /// hands every reply message to `each` until the kernel is done.
+    pub fn request(
+        &mut self,
+        encode: impl FnOnce(&mut Vec<u8>, u32),
+        dump: bool,
+        mut each: impl FnMut(&Message<'_>) -> Result<(), SocketError>,
+    ) -> Result<(), SocketError> {
+        let sequence = self.next_sequence();
+        let mut out = Vec::new();
+        encode(&mut out, sequence);
+        self.send(&out)?;
+        loop {
+            let len = self.receive()?;
+            let buffer = std::mem::take(&mut self.buffer);
+            let result = answer(&buffer[..len], sequence, dump, &mut each);
+            self.buffer = buffer;
+            if let Some(done) = result? {
+                return done;
+            }
+        }
+    }
+}
+
+/// Handles one received datagram; `Some` once the exchange is over.
+fn answer(
+    buf: &[u8],
+    sequence: u32,
+    dump: bool,
+    each: &mut impl FnMut(&Message<'_>) -> Result<(), SocketError>,
+) -> Result<Option<Result<(), SocketError>>, SocketError> {
+    for m in netlink::messages(buf)? {
+        if m.header.sequence != sequence {
+            continue;
+        }
+        match m.header.kind {
+            NLMSG_NOOP => {}
+            NLMSG_OVERRUN => {
+                return Err(SocketError::Io(io::Error::from_raw_os_error(libc::ENOBUFS)));
+            }
+            NLMSG_ERROR => {
+                let ack = netlink::parse_ack(&m.header, m.payload)?;
+                return Ok(Some(if ack.errno == 0 {
+                    Ok(())
+                } else {
+                    Err(SocketError::Kernel {
+                        errno: ack.errno,
+                        message: ack.message,
+                    })
+                }));
+            }
+            NLMSG_DONE => return Ok(Some(done_status(m.payload))),
+            _ => {
+                each(&m)?;
+                if !dump {
+                    return Ok(Some(Ok(())));
+                }
+            }
+        }
+    }
+    Ok(None)
+}
+
+/// `NLMSG_DONE` carries the dump's final status (negative errno) when the dump failed late.
+fn done_status(payload: &[u8]) -> Result<(), SocketError> {
+    match payload.get(..4) {
+        Some(b) => match i32::from_ne_bytes([b[0], b[1], b[2], b[3]]) {
+            0 => Ok(()),
+            e => Err(SocketError::Kernel {
+                errno: e.checked_neg().unwrap_or(i32::MAX),
+                message: None,
+            }),
+        },
+        None => Ok(()),
+    }
+}
+
+fn setsockopt(
+    fd: libc::c_int,
+    level: libc::c_int,
+    name: libc::c_int,
+    value: libc::c_int,
+) -> io::Result<()> {
+    // SAFETY: `value` lives across the call and the length given is its size.
+    let rc = unsafe {
+        libc::setsockopt(
+            fd,
+            level,
+            name,
+            (&value as *const libc::c_int).cast(),
+            std::mem::size_of::<libc::c_int>() as libc::socklen_t,
+        )
+    };
+    if rc == 0 {
+        Ok(())
+    } else {
+        Err(io::Error::last_os_error())
+    }
+}
