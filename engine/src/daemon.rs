@@ -1,0 +1,481 @@
+//! `balanced run`: the daemon that keeps a node converged.
+//!
+//! Two layers:
+//! - [`Daemon`] — synchronous and testable without a watcher: changed paths → re-read only
+//!   those files → re-check the whole set → compile → plan against the **cached observation**
+//!   ([`Daemon::plan_changes`], the path the `run` benchmark measures); executing a plan applies
+//!   each successful action to the cache with the kernel's semantics; [`Daemon::resync`]
+//!   observes the dataplane again and logs any difference from the cache as drift.
+//! - [`run`] — the event loop (tokio, current thread): `notify` + `notify-debouncer-full`
+//!   watching each directory recursively *and* its parent, so a directory that is a symlink
+//!   swapped atomically (git-sync, a ConfigMap volume) is re-resolved and followed; the node
+//!   config's directory, so an edited config is reloaded; a resync every `resyncInterval`,
+//!   sooner while drains wait (every 5 s) or after a failure; SIGHUP = reload and resync now;
+//!   SIGTERM/SIGINT = stop, leaving the kernel as it is.
+
+use std::collections::{BTreeMap, BTreeSet};
+use std::path::{Path, PathBuf};
+use std::time::{Duration, Instant, SystemTime};
+
+use notify_debouncer_full::notify::{RecursiveMode, Watcher};
+use notify_debouncer_full::{DebounceEventResult, new_debouncer};
+use tokio::signal::unix::{SignalKind, signal};
+use tracing::{error, info, warn};
+
+use crate::converge::{Converger, NodeConfig};
+use crate::dataplane::Dataplane;
+use crate::display::describe_action;
+use crate::error::{EngineError, ExitStatus};
+use crate::exec::{Failure, execute};
+use crate::model::NodeState;
+use crate::plan::{Plan, WaitReason};
+use crate::state_dir::StateLock;
+use crate::status::{StatusDocument, Written, unix_seconds};
+
+/// How soon the daemon observes again while drains wait for connections to end, or after an
+/// action failed.
+pub const FAST_RESYNC: Duration = Duration::from_secs(5);
+
+/// A running node: its converging context, its dataplane and the cached observation.
+pub struct Daemon {
+    converger: Converger,
+    dataplane: Box<dyn Dataplane>,
+    /// The dataplane as last observed, updated by every action applied since.
+    cache: NodeState,
+    /// Diagnostics already logged (each is logged once, when it appears).
+    reported: BTreeSet<String>,
+    /// The last plan's held and waiting deletions and the last failures, for status.
+    last_plan: Plan,
+    failures: Vec<Failure>,
+    /// Something failed: observe again soon rather than trust the cache.
+    suspect: bool,
+}
+
+impl Daemon {
+    /// Observes the dataplane once; nothing is applied yet.
+    pub fn start(
+        converger: Converger,
+        mut dataplane: Box<dyn Dataplane>,
+    ) -> Result<Self, EngineError> {
+        let cache = dataplane.observe(&converger.node.observe_request())?;
+        let mut daemon = Daemon {
+            converger,
+            dataplane,
+            cache,
+            reported: BTreeSet::new(),
+            last_plan: Plan::default(),
+            failures: Vec::new(),
+            suspect: false,
+        };
+        daemon.report_diagnostics();
+        Ok(daemon)
+    }
+
+    pub fn converger(&self) -> &Converger {
+        &self.converger
+    }
+
+    /// The cached observation.
+    pub fn cache(&self) -> &NodeState {
+        &self.cache
+    }
+
+    /// The hot path: re-reads the changed `paths` (only those; a directory-level change
+    /// rescans that directory), re-checks the set, compiles and plans against the cached
+    /// observation. `None` when no manifest changed.
+    pub fn plan_changes(&mut self, paths: &[PathBuf], now: SystemTime) -> Option<Plan> {
+        if !self.converger.manifests.refresh_paths(paths) {
+            return None;
+        }
+        self.converger.resolve();
+        self.report_diagnostics();
+        Some(self.plan_now(now))
+    }
+
+    /// Plans against the cache without re-reading anything (after a config reload).
+    pub fn plan_now(&self, now: SystemTime) -> Plan {
+        let desired = self.converger.desired();
+        self.converger.plan(&desired, &self.cache, now)
+    }
+
+    /// Replaces the node config and re-resolves the set.
+    pub fn set_node(&mut self, node: NodeConfig) {
+        self.converger.set_node(node);
+        self.report_diagnostics();
+    }
+
+    /// Rescans every directory, observes the dataplane again (logging drift from the cache)
+    /// and plans.
+    pub fn resync(&mut self, now: SystemTime) -> Result<Plan, EngineError> {
+        if self.converger.manifests.rescan_all() {
+            self.converger.resolve();
+            self.report_diagnostics();
+        }
+        let observed = self
+            .dataplane
+            .observe(&self.converger.node.observe_request())?;
+        let drift = drift(&self.cache, &observed, &self.converger.options.ownership);
+        if !drift.is_empty() {
+            warn!(
+                differences = drift.len(),
+                "drift: the node differs from what balanced last applied; repairing"
+            );
+            for line in &drift {
+                warn!("drift: {line}");
+            }
+        }
+        self.cache = observed;
+        self.suspect = false;
+        Ok(self.plan_now(now))
+    }
+
+    /// Executes a plan on the dataplane and the cache, then persists the last known good
+    /// manifests, the drain record and the status document. Failures are logged and kept for
+    /// status; they make the next resync come sooner.
+    pub fn converge(&mut self, plan: Plan) {
+        if !plan.actions.is_empty() {
+            info!(actions = plan.actions.len(), "converging");
+        }
+        let outcome = execute(&mut *self.dataplane, &plan.actions, Some(&mut self.cache));
+        if let Err(e) = self.dataplane.commit() {
+            error!("{e}");
+            self.suspect = true;
+        }
+        if !outcome.ok() {
+            self.suspect = true;
+        }
+        let held_changed = plan.held != self.last_plan.held;
+        if held_changed && !plan.held.is_empty() {
+            warn!(
+                held = plan.held.len(),
+                "deletions held by maxDeletions (release: balanced apply --allow-mass-delete or raise the limit)"
+            );
+            for held in &plan.held {
+                warn!("held: {}", describe_action(&held.action));
+            }
+        }
+        if let Err(e) = self.converger.persist(plan.record.clone()) {
+            error!("{e}");
+        }
+        self.failures = outcome.failures;
+        self.last_plan = plan;
+        if let Err(e) = self.converger.state.write_status(&self.status()) {
+            error!("{e}");
+        }
+    }
+
+    /// The status document of the node as the daemon sees it (observed = the cache).
+    pub fn status(&self) -> StatusDocument {
+        StatusDocument {
+            observed: self.cache.clone(),
+            written: Some(Written::now("run")),
+            node_config: Some(self.converger.node.path.clone()),
+            ownership: Some(self.converger.options.ownership.clone()),
+            sources: self.converger.manifests.sources(),
+            manifests: self.converger.manifests.status(),
+            held: self.last_plan.held.clone(),
+            draining: self.last_plan.waiting.clone(),
+            failures: self.failures.clone(),
+            differences: Vec::new(),
+        }
+    }
+
+    /// When the daemon should observe again at the latest, besides the resync interval: the
+    /// earliest due drain or withdrawal, sooner while drains wait for connections to end or
+    /// after a failure.
+    pub fn wake_after(&self, now: SystemTime) -> Option<Duration> {
+        let now_secs = unix_seconds(now);
+        let due = self
+            .last_plan
+            .waiting
+            .iter()
+            .map(|w| Duration::from_secs(w.due.saturating_sub(now_secs)))
+            .min();
+        let draining = self
+            .last_plan
+            .waiting
+            .iter()
+            .any(|w| matches!(w.reason, WaitReason::Drain { .. }));
+        let fast = (draining || self.suspect).then_some(FAST_RESYNC);
+        due.into_iter().chain(fast).min()
+    }
+
+    fn report_diagnostics(&mut self) {
+        let now: BTreeSet<String> = self
+            .converger
+            .resolution
+            .diagnostics
+            .iter()
+            .map(ToString::to_string)
+            .collect();
+        let new = self
+            .converger
+            .resolution
+            .diagnostics
+            .iter()
+            .filter(|d| !self.reported.contains(&d.to_string()));
+        Converger::log_diagnostics(new);
+        self.reported = now;
+    }
+}
+
+/// The differences between the cache and a fresh observation, on what the node owns,
+/// ignoring connection counts and counters.
+fn drift(
+    cache: &NodeState,
+    observed: &NodeState,
+    ownership: &crate::ownership::Ownership,
+) -> Vec<String> {
+    let mut out = Vec::new();
+    let owned = |state: &NodeState| {
+        state
+            .services
+            .iter()
+            .filter(|(k, _)| ownership.owns_service(k))
+            .map(|(k, s)| {
+                let mut s = s.clone();
+                s.stats = Default::default();
+                for d in &mut s.destinations {
+                    d.active_connections = 0;
+                    d.inactive_connections = 0;
+                    d.stats = Default::default();
+                }
+                (*k, s)
+            })
+            .collect::<BTreeMap<_, _>>()
+    };
+    let (before, after) = (owned(cache), owned(observed));
+    for (key, service) in &before {
+        match after.get(key) {
+            None => out.push(format!("service {key} disappeared")),
+            Some(now) if now != service => out.push(format!("service {key} changed")),
+            Some(_) => {}
+        }
+    }
+    for key in after.keys().filter(|k| !before.contains_key(k)) {
+        out.push(format!("service {key} appeared"));
+    }
+    let addresses = |state: &NodeState| -> BTreeSet<std::net::IpAddr> {
+        state
+            .interface
+            .addresses
+            .iter()
+            .filter(|a| ownership.owns_address(a))
+            .copied()
+            .collect()
+    };
+    let (a, b) = (addresses(cache), addresses(observed));
+    for gone in a.difference(&b) {
+        out.push(format!("address {gone} disappeared"));
+    }
+    for new in b.difference(&a) {
+        out.push(format!("address {new} appeared"));
+    }
+    if cache.interface.exists != observed.interface.exists
+        || cache.interface.up != observed.interface.up
+    {
+        out.push(format!(
+            "interface {} changed state",
+            observed.interface.name
+        ));
+    }
+    if cache.sysctls != observed.sysctls {
+        out.push("sysctls changed".to_owned());
+    }
+    if cache.timeouts != observed.timeouts {
+        out.push("IPVS timeouts changed".to_owned());
+    }
+    out
+}
+
+/// What the watcher must watch: each directory recursively (as resolved now), its parent and
+/// the node config's directory non-recursively.
+fn wanted_watches(daemon: &Daemon) -> BTreeMap<PathBuf, RecursiveMode> {
+    let mut wanted = BTreeMap::new();
+    for (dir, resolved) in daemon.converger.manifests.watched() {
+        if let Some(parent) = dir.parent() {
+            wanted.insert(parent.to_path_buf(), RecursiveMode::NonRecursive);
+        }
+        if let Some(resolved) = resolved {
+            wanted.insert(resolved.to_path_buf(), RecursiveMode::Recursive);
+        }
+    }
+    if let Some(parent) = config_dir(&daemon.converger.node.path) {
+        wanted.entry(parent).or_insert(RecursiveMode::NonRecursive);
+    }
+    wanted
+}
+
+fn config_dir(config: &Path) -> Option<PathBuf> {
+    let absolute = std::path::absolute(config).ok()?;
+    absolute.parent().map(Path::to_path_buf)
+}
+
+/// Brings the watcher's watches to [`wanted_watches`] (after a directory was re-resolved).
+fn update_watches<W: Watcher, C: notify_debouncer_full::FileIdCache>(
+    daemon: &Daemon,
+    debouncer: &mut notify_debouncer_full::Debouncer<W, C>,
+    watching: &mut BTreeMap<PathBuf, RecursiveMode>,
+) {
+    let wanted = wanted_watches(daemon);
+    for (path, _) in watching.iter().filter(|(p, m)| wanted.get(*p) != Some(m)) {
+        let _ = debouncer.unwatch(path);
+    }
+    watching.retain(|p, m| wanted.get(p) == Some(m));
+    for (path, mode) in wanted {
+        if watching.contains_key(&path) {
+            continue;
+        }
+        match debouncer.watch(&path, mode) {
+            Ok(()) => {
+                watching.insert(path, mode);
+            }
+            Err(e) => warn!("cannot watch {}: {e}", path.display()),
+        }
+    }
+}
+
+/// Runs the daemon until SIGTERM or SIGINT. The lock keeps other writers out of the state
+/// directory meanwhile.
+pub fn run(
+    converger: Converger,
+    dataplane: Box<dyn Dataplane>,
+    debounce: Duration,
+    lock: StateLock,
+) -> Result<ExitStatus, EngineError> {
+    let runtime = tokio::runtime::Builder::new_current_thread()
+        .enable_all()
+        .build()
+        .map_err(|e| EngineError::Runtime(format!("cannot start the runtime: {e}")))?;
+    let result = runtime.block_on(event_loop(converger, dataplane, debounce));
+    drop(lock);
+    result
+}
+
+async fn event_loop(
+    converger: Converger,
+    dataplane: Box<dyn Dataplane>,
+    debounce: Duration,
+) -> Result<ExitStatus, EngineError> {
+    let mut daemon = Daemon::start(converger, dataplane)?;
+    let (tx, mut events) = tokio::sync::mpsc::unbounded_channel::<DebounceEventResult>();
+    let mut debouncer = new_debouncer(debounce, None, move |result| {
+        // The receiver is gone only when the loop has ended.
+        let _ = tx.send(result);
+    })
+    .map_err(|e| EngineError::Runtime(format!("cannot watch the manifest directories: {e}")))?;
+    let mut watching: BTreeMap<PathBuf, RecursiveMode> = BTreeMap::new();
+    update_watches(&daemon, &mut debouncer, &mut watching);
+
+    let signal_error = |e: std::io::Error| EngineError::Runtime(format!("signals: {e}"));
+    let mut hangup = signal(SignalKind::hangup()).map_err(signal_error)?;
+    let mut terminate = signal(SignalKind::terminate()).map_err(signal_error)?;
+    let mut interrupt = signal(SignalKind::interrupt()).map_err(signal_error)?;
+
+    info!(
+        directories = daemon.converger.manifests.watched().count(),
+        "balanced run: watching manifests"
+    );
+    let first = daemon.plan_now(SystemTime::now());
+    daemon.converge(first);
+    let resync_interval = |daemon: &Daemon| {
+        daemon
+            .converger
+            .node
+            .spec
+            .resync_interval
+            .as_std()
+            .max(Duration::from_secs(1))
+    };
+    let mut next_resync = Instant::now() + resync_interval(&daemon);
+    loop {
+        let wake = daemon
+            .wake_after(SystemTime::now())
+            .map(|d| Instant::now() + d)
+            .map_or(next_resync, |w| w.min(next_resync));
+        tokio::select! {
+            received = events.recv() => {
+                let Some(result) = received else { break };
+                let mut paths = Vec::new();
+                let mut rescan = false;
+                match result {
+                    Ok(batch) => {
+                        for event in batch {
+                            rescan |= event.need_rescan();
+                            paths.extend(event.event.paths.iter().cloned());
+                        }
+                    }
+                    Err(errors) => {
+                        for e in errors {
+                            warn!("watcher: {e}");
+                        }
+                        rescan = true;
+                    }
+                }
+                let config_dir = config_dir(&daemon.converger.node.path);
+                if paths.iter().any(|p| config_dir.as_deref().is_some_and(|d| p.starts_with(d))) {
+                    reload_config(&mut daemon);
+                }
+                let now = SystemTime::now();
+                let plan = if rescan {
+                    match daemon.resync(now) {
+                        Ok(plan) => Some(plan),
+                        Err(e) => { error!("{e}"); None }
+                    }
+                } else {
+                    daemon.plan_changes(&paths, now)
+                };
+                if let Some(plan) = plan {
+                    daemon.converge(plan);
+                }
+                update_watches(&daemon, &mut debouncer, &mut watching);
+            }
+            _ = tokio::time::sleep_until(wake.into()) => {
+                match daemon.resync(SystemTime::now()) {
+                    Ok(plan) => daemon.converge(plan),
+                    Err(e) => error!("resync: {e}"),
+                }
+                update_watches(&daemon, &mut debouncer, &mut watching);
+                if Instant::now() >= next_resync {
+                    next_resync = Instant::now() + resync_interval(&daemon);
+                }
+            }
+            _ = hangup.recv() => {
+                info!("SIGHUP: reloading the node config and resyncing now");
+                reload_config(&mut daemon);
+                match daemon.resync(SystemTime::now()) {
+                    Ok(plan) => daemon.converge(plan),
+                    Err(e) => error!("resync: {e}"),
+                }
+                update_watches(&daemon, &mut debouncer, &mut watching);
+                next_resync = Instant::now() + resync_interval(&daemon);
+            }
+            _ = terminate.recv() => break,
+            _ = interrupt.recv() => break,
+        }
+    }
+    info!("stopping; the node is left as it is");
+    debouncer.stop_nonblocking();
+    Ok(ExitStatus::Success)
+}
+
+/// Reloads the node config; an invalid one is reported and the running one kept.
+fn reload_config(daemon: &mut Daemon) {
+    let path = daemon.converger.node.path.clone();
+    match NodeConfig::load(&path) {
+        Ok(node) if node.spec == daemon.converger.node.spec => {}
+        Ok(node) => {
+            info!("node config {} changed; reloaded", path.display());
+            daemon.set_node(node);
+            let plan = daemon.plan_now(SystemTime::now());
+            daemon.converge(plan);
+        }
+        Err(diagnostics) => {
+            error!(
+                "node config {} is invalid; keeping the running one",
+                path.display()
+            );
+            Converger::log_diagnostics(&diagnostics);
+        }
+    }
+}

@@ -1,0 +1,301 @@
+//! Executing a plan — "one attempt": every action is tried in order, each one logged with its
+//! one-line diff; a failing action is reported with the kernel's errno and does not stop the
+//! independent ones. Only actions that cannot succeed or must not run after a failure are
+//! skipped, and reported as such:
+//! - after a failed `AddService`, the destination and service changes of that service, and the
+//!   announcement (`AddAddress`) of its VIP — a VIP is announced only once its services exist;
+//! - after a failed `EnsureInterface`, every address on that link;
+//! - after a failed withdrawal (`DelAddress`), the deletion of that VIP's services — a VIP is
+//!   never left announced without its services.
+//!
+//! Then [`verify`]: observe again and plan again; any action left is a difference.
+
+use std::collections::BTreeSet;
+use std::net::IpAddr;
+use std::time::SystemTime;
+
+use serde::{Deserialize, Serialize};
+use tracing::{error, info, warn};
+
+use crate::dataplane::{Action, ActionError, Dataplane, Errno};
+use crate::display::describe_action;
+use crate::kernel_sim;
+use crate::model::{NodeState, ServiceKey};
+use crate::plan::{DrainRecord, Plan, PlanOptions, plan};
+
+/// One action that did not happen.
+#[derive(Debug, Clone, PartialEq, Eq, Serialize, Deserialize)]
+#[serde(rename_all = "camelCase")]
+pub struct Failure {
+    pub action: Action,
+    /// `None` when skipped because an action it depends on failed.
+    #[serde(skip_serializing_if = "Option::is_none")]
+    pub errno: Option<Errno>,
+    pub message: String,
+}
+
+/// What an execution did.
+#[derive(Debug, Clone, Default, PartialEq, Eq, Serialize, Deserialize)]
+#[serde(rename_all = "camelCase")]
+pub struct Outcome {
+    pub applied: usize,
+    pub failures: Vec<Failure>,
+}
+
+impl Outcome {
+    pub fn ok(&self) -> bool {
+        self.failures.is_empty()
+    }
+}
+
+/// What failed so far, for the dependency rules of the module doc.
+#[derive(Default)]
+struct Blocked {
+    services: BTreeSet<ServiceKey>,
+    announce: BTreeSet<IpAddr>,
+    interfaces: BTreeSet<String>,
+    withdraw: BTreeSet<IpAddr>,
+}
+
+impl Blocked {
+    /// The failed action this one depends on, if any.
+    fn blocks(&self, action: &Action) -> Option<String> {
+        match action {
+            Action::AddDestination { service, .. }
+            | Action::SetDestination { service, .. }
+            | Action::DelDestination { service, .. }
+                if self.services.contains(service) =>
+            {
+                Some(format!("adding service {service} failed"))
+            }
+            Action::SetService { key, .. } if self.services.contains(key) => {
+                Some(format!("adding service {key} failed"))
+            }
+            Action::AddAddress { interface, .. } if self.interfaces.contains(interface) => {
+                Some(format!("setting up interface {interface} failed"))
+            }
+            Action::AddAddress { address, .. } if self.announce.contains(address) => {
+                Some(format!("a service of VIP {address} could not be added"))
+            }
+            Action::DelService { key } => key
+                .vip()
+                .filter(|vip| self.withdraw.contains(vip))
+                .map(|vip| format!("withdrawing VIP {vip} failed")),
+            _ => None,
+        }
+    }
+
+    fn record(&mut self, action: &Action) {
+        match action {
+            Action::AddService { key, .. } => {
+                self.services.insert(*key);
+                if let Some(vip) = key.vip() {
+                    self.announce.insert(vip);
+                }
+            }
+            Action::EnsureInterface { name } => {
+                self.interfaces.insert(name.clone());
+            }
+            Action::DelAddress { address, .. } => {
+                self.withdraw.insert(*address);
+            }
+            _ => {}
+        }
+    }
+}
+
+/// Applies `actions` in order on `dataplane`. Each applied action is also applied to `cache`
+/// (the daemon's cached observation) with the kernel's semantics.
+pub fn execute(
+    dataplane: &mut dyn Dataplane,
+    actions: &[Action],
+    mut cache: Option<&mut NodeState>,
+) -> Outcome {
+    let mut outcome = Outcome::default();
+    let mut blocked = Blocked::default();
+    for action in actions {
+        let line = describe_action(action);
+        if let Some(cause) = blocked.blocks(action) {
+            warn!(action = %line, "skipped: {cause}");
+            blocked.record(action);
+            outcome.failures.push(Failure {
+                action: action.clone(),
+                errno: None,
+                message: format!("skipped: {cause}"),
+            });
+            continue;
+        }
+        match dataplane.apply(action) {
+            Ok(()) => {
+                info!("{line}");
+                outcome.applied += 1;
+                if let Some(cache) = cache.as_deref_mut()
+                    && let Err(errno) = kernel_sim::apply_action(cache, action)
+                {
+                    warn!(action = %line, errno = %errno.name(), "cached observation disagrees with the dataplane");
+                }
+            }
+            Err(ActionError { errno, message }) => {
+                error!(action = %line, errno = %errno.name(), "failed: {message}: {errno}");
+                blocked.record(action);
+                outcome.failures.push(Failure {
+                    action: action.clone(),
+                    errno: Some(errno),
+                    message: format!("{message}: {errno}"),
+                });
+            }
+        }
+    }
+    outcome
+}
+
+/// Plans again against a fresh observation: its actions are the differences left (drains and
+/// withdraw delays that are not due, and held deletions, are not differences); its record is
+/// the one to persist, its held and waiting lists what status shows.
+pub fn verify(
+    desired: &NodeState,
+    observed: &NodeState,
+    now: SystemTime,
+    record: &DrainRecord,
+    options: &PlanOptions,
+) -> Plan {
+    plan(desired, observed, now, record, options)
+}
+
+#[cfg(test)]
+mod tests {
+    use super::*;
+    use crate::dataplane::{DataplaneError, ObserveRequest};
+    use crate::model::{DestinationConfig, DestinationKey, Forward, ServiceConfig, ServiceKey};
+    use balanced_schemas::v1::{Protocol, Scheduler};
+
+    /// A dataplane that refuses the actions in `refuse` and records the others.
+    struct Scripted {
+        refuse: Vec<Action>,
+        applied: Vec<Action>,
+    }
+
+    impl Dataplane for Scripted {
+        fn observe(&mut self, _: &ObserveRequest) -> Result<NodeState, DataplaneError> {
+            Ok(NodeState::default())
+        }
+        fn apply(&mut self, action: &Action) -> Result<(), ActionError> {
+            if self.refuse.contains(action) {
+                return Err(ActionError {
+                    errno: Errno::EINVAL,
+                    message: "refused".into(),
+                });
+            }
+            self.applied.push(action.clone());
+            Ok(())
+        }
+    }
+
+    fn key(vip: &str, port: u16) -> ServiceKey {
+        ServiceKey::Inet {
+            protocol: Protocol::Tcp,
+            vip: vip.parse().unwrap(),
+            port,
+        }
+    }
+
+    fn add_service(key: ServiceKey) -> Action {
+        Action::AddService {
+            key,
+            config: ServiceConfig {
+                scheduler: Scheduler::Rr,
+                flags: 0,
+                timeout: 0,
+                netmask: u32::MAX,
+                pe_name: String::new(),
+            },
+        }
+    }
+
+    fn add_destination(service: ServiceKey, address: &str) -> Action {
+        Action::AddDestination {
+            service,
+            destination: DestinationKey {
+                address: address.parse().unwrap(),
+                port: 80,
+            },
+            config: DestinationConfig {
+                forwarding: Forward::Direct,
+                weight: 1,
+                upper_threshold: 0,
+                lower_threshold: 0,
+            },
+        }
+    }
+
+    #[test]
+    fn a_failed_service_blocks_its_destinations_and_its_announcement_only() {
+        let broken = key("198.51.100.1", 80);
+        let fine = key("198.51.100.2", 80);
+        let actions = vec![
+            add_service(broken),
+            add_service(fine),
+            add_destination(broken, "10.0.0.1"),
+            add_destination(fine, "10.0.0.2"),
+            Action::AddAddress {
+                interface: "balanced0".into(),
+                address: "198.51.100.1".parse().unwrap(),
+            },
+            Action::AddAddress {
+                interface: "balanced0".into(),
+                address: "198.51.100.2".parse().unwrap(),
+            },
+        ];
+        let mut dataplane = Scripted {
+            refuse: vec![actions[0].clone()],
+            applied: Vec::new(),
+        };
+        let outcome = execute(&mut dataplane, &actions, None);
+        assert_eq!(outcome.applied, 3);
+        assert_eq!(
+            dataplane.applied,
+            vec![actions[1].clone(), actions[3].clone(), actions[5].clone()]
+        );
+        let failed: Vec<_> = outcome
+            .failures
+            .iter()
+            .map(|f| (&f.action, f.errno))
+            .collect();
+        assert_eq!(
+            failed,
+            vec![
+                (&actions[0], Some(Errno::EINVAL)),
+                (&actions[2], None),
+                (&actions[4], None),
+            ]
+        );
+    }
+
+    #[test]
+    fn a_failed_withdrawal_keeps_the_services_of_that_vip() {
+        let actions = vec![
+            Action::DelAddress {
+                interface: "balanced0".into(),
+                address: "198.51.100.1".parse().unwrap(),
+            },
+            Action::DelService {
+                key: key("198.51.100.1", 80),
+            },
+            Action::DelService {
+                key: key("198.51.100.3", 80),
+            },
+        ];
+        let mut dataplane = Scripted {
+            refuse: vec![actions[0].clone()],
+            applied: Vec::new(),
+        };
+        let outcome = execute(&mut dataplane, &actions, None);
+        assert_eq!(dataplane.applied, vec![actions[2].clone()]);
+        assert_eq!(outcome.failures.len(), 2);
+        assert!(
+            outcome.failures[1]
+                .message
+                .contains("withdrawing VIP 198.51.100.1 failed")
+        );
+    }
+}

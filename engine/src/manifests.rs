@@ -1,0 +1,759 @@
+//! The set of manifests a node runs on, with **last known good** versions.
+//!
+//! Files come from one or more watched directories (recursive `*.yaml`/`*.yml`, symlinks
+//! followed, names starting with `.` skipped — so a Kubernetes ConfigMap volume's `..data`
+//! and timestamped directories are never read twice). Each file is identified by its
+//! **watched directory as given on the command line** (made absolute, symlinks *not* resolved,
+//! so a swapped `current -> rev-N` link keeps its identity) and its path relative to that
+//! directory. That pair keys the last-known-good store in the state directory.
+//!
+//! Rules:
+//! - A file that fails to parse or validate is reported; its last known good version stays in
+//!   force (state `stale`), or nothing when it never was good (state `invalid`).
+//! - Cross-file checks (`check_set`) run over the whole set in force. A file whose *new*
+//!   version conflicts with the others falls back to its last known good version; when a
+//!   conflict is reported only at unchanged files but did not exist without the changed ones,
+//!   every changed file falls back.
+//! - A deleted file is a deletion: its manifests leave the set and its stored version is
+//!   forgotten.
+//! - A watched directory that is missing, unreadable or holds no manifest file while its store
+//!   has some is an **error state**: every stored version of that directory stays in force
+//!   until the directory has files again, or an operator accepts it (`apply
+//!   --allow-mass-delete`). An emptied directory never wipes a node.
+//! - Only files whose identity (device, inode, size, times) changed are read and parsed again.
+//!
+//! I/O is limited to reading the watched files and the store; persisting is explicit
+//! ([`ManifestSet::persist`]) so `plan` stays read-only.
+
+use std::collections::{BTreeMap, BTreeSet, HashMap};
+use std::fs;
+use std::io;
+use std::os::unix::fs::MetadataExt;
+use std::path::{Component, Path, PathBuf};
+use std::sync::Arc;
+
+use balanced_schemas::v1;
+use balanced_schemas::{
+    Diagnostic, Manifest, NodeConfigDoc, ParsedFile, Position, Severity, check_set, parse_file,
+};
+use serde::{Deserialize, Serialize};
+
+use crate::error::EngineError;
+use crate::state_dir::{LkgStore, StateDir};
+
+/// Subdirectory depth beyond which the walk stops (symlink loops).
+const MAX_DEPTH: usize = 32;
+
+/// One watched directory.
+#[derive(Debug)]
+struct Source {
+    /// Absolute, as given (not canonicalized).
+    dir: PathBuf,
+    /// What `dir` resolved to at the last scan (follows a swapped symlink).
+    resolved: Option<PathBuf>,
+    store: LkgStore,
+    health: SourceHealth,
+}
+
+/// Whether a watched directory can be trusted to list the node's manifests.
+#[derive(Debug, Clone, PartialEq, Eq, Serialize, Deserialize)]
+#[serde(rename_all = "camelCase", tag = "state", content = "reason")]
+pub enum SourceHealth {
+    Ok,
+    /// Missing or unreadable while manifests from it are in force.
+    Missing(String),
+    /// No manifest file while manifests from it are in force.
+    Empty,
+}
+
+/// Identifies a manifest file: its watched directory (index) and its path relative to it.
+#[derive(Debug, Clone, PartialEq, Eq, PartialOrd, Ord, Hash)]
+pub struct FileKey {
+    pub source: usize,
+    pub rel: PathBuf,
+}
+
+/// One version of a file: its text and what parsing it gave.
+#[derive(Debug)]
+struct Version {
+    text: Vec<u8>,
+    parsed: ParsedFile,
+    /// No error from the per-file checks (warnings allowed).
+    valid: bool,
+}
+
+/// Device, inode, size, modification and change times: changes when a file is edited,
+/// replaced or re-pointed by a symlink swap.
+#[derive(Debug, Clone, Copy, PartialEq, Eq)]
+struct Fingerprint {
+    dev: u64,
+    ino: u64,
+    len: u64,
+    mtime: (i64, i64),
+    ctime: (i64, i64),
+}
+
+impl Fingerprint {
+    fn of(meta: &fs::Metadata) -> Self {
+        Fingerprint {
+            dev: meta.dev(),
+            ino: meta.ino(),
+            len: meta.len(),
+            mtime: (meta.mtime(), meta.mtime_nsec()),
+            ctime: (meta.ctime(), meta.ctime_nsec()),
+        }
+    }
+}
+
+#[derive(Debug)]
+struct FileEntry {
+    /// `<watched dir>/<rel>`: the path diagnostics name.
+    path: PathBuf,
+    /// The version on disk now; `None` when the file is gone.
+    current: Option<Arc<Version>>,
+    fingerprint: Option<Fingerprint>,
+    /// The last known good version (from the store or accepted in this process).
+    lkg: Option<Arc<Version>>,
+    /// The version in force after the last [`ManifestSet::resolve`].
+    in_force: Option<Arc<Version>>,
+    state: FileState,
+    reason: Option<String>,
+}
+
+/// A file's standing after [`ManifestSet::resolve`].
+#[derive(Debug, Clone, Copy, PartialEq, Eq, Serialize, Deserialize)]
+#[serde(rename_all = "camelCase")]
+pub enum FileState {
+    /// The file as it is on disk is in force.
+    InForce,
+    /// The file is invalid, conflicting or missing with its directory; its last known good
+    /// version is in force.
+    Stale,
+    /// The file is invalid and never was good: nothing of it is in force.
+    Invalid,
+}
+
+/// One manifest document as `status` lists it.
+#[derive(Debug, Clone, PartialEq, Eq, Serialize, Deserialize)]
+#[serde(rename_all = "camelCase")]
+pub struct ManifestStatus {
+    /// `metadata.name` of the version in force (absent when nothing is).
+    #[serde(default, skip_serializing_if = "Option::is_none")]
+    pub name: Option<String>,
+    #[serde(default, skip_serializing_if = "Option::is_none")]
+    pub kind: Option<String>,
+    #[serde(default, skip_serializing_if = "Option::is_none")]
+    pub generation: Option<u64>,
+    pub path: PathBuf,
+    pub state: FileState,
+    #[serde(default, skip_serializing_if = "Option::is_none")]
+    pub reason: Option<String>,
+}
+
+/// A watched directory as `status` lists it.
+#[derive(Debug, Clone, PartialEq, Eq, Serialize, Deserialize)]
+#[serde(rename_all = "camelCase")]
+pub struct SourceStatus {
+    pub directory: PathBuf,
+    #[serde(default, skip_serializing_if = "Option::is_none")]
+    pub resolved: Option<PathBuf>,
+    #[serde(flatten)]
+    pub health: SourceHealth,
+}
+
+/// What one [`ManifestSet::resolve`] found.
+#[derive(Debug, Default)]
+pub struct Resolution {
+    /// Every diagnostic of the files on disk and of the cross-file checks, warnings too, plus
+    /// one per unhealthy directory; sorted.
+    pub diagnostics: Vec<Diagnostic>,
+    /// Any error: a manifest or a directory is invalid (exit 65 for `validate`/`plan`).
+    pub invalid: bool,
+}
+
+/// The manifests of all watched directories, with their last known good versions.
+#[derive(Debug)]
+pub struct ManifestSet {
+    sources: Vec<Source>,
+    files: BTreeMap<FileKey, FileEntry>,
+    /// Accept a missing or emptied directory as intended (`--allow-mass-delete`).
+    accept_empty: bool,
+}
+
+impl ManifestSet {
+    /// Loads the stores of `dirs` and scans them. Nothing is written.
+    pub fn load(
+        dirs: &[PathBuf],
+        state: &StateDir,
+        accept_empty: bool,
+    ) -> Result<Self, EngineError> {
+        let mut sources = Vec::new();
+        let mut files = BTreeMap::new();
+        for (index, dir) in dirs.iter().enumerate() {
+            let dir = std::path::absolute(dir).map_err(|e| EngineError::io(dir, e))?;
+            let store = state.lkg(&source_id(&dir));
+            for (rel, text) in store.load_all()? {
+                let path = dir.join(&rel);
+                let version = Arc::new(parse_version(&path, text));
+                files.insert(
+                    FileKey { source: index, rel },
+                    FileEntry {
+                        path,
+                        current: None,
+                        fingerprint: None,
+                        lkg: Some(version),
+                        in_force: None,
+                        state: FileState::Invalid,
+                        reason: None,
+                    },
+                );
+            }
+            sources.push(Source {
+                dir,
+                resolved: None,
+                store,
+                health: SourceHealth::Ok,
+            });
+        }
+        let mut set = ManifestSet {
+            sources,
+            files,
+            accept_empty,
+        };
+        for index in 0..set.sources.len() {
+            set.rescan(index);
+        }
+        Ok(set)
+    }
+
+    /// The watched directories (absolute, as given) and what they resolve to now.
+    pub fn watched(&self) -> impl Iterator<Item = (&Path, Option<&Path>)> {
+        self.sources
+            .iter()
+            .map(|s| (s.dir.as_path(), s.resolved.as_deref()))
+    }
+
+    /// Re-resolves every watched directory and re-reads the files that changed. Returns
+    /// whether anything changed.
+    pub fn rescan_all(&mut self) -> bool {
+        let mut changed = false;
+        for index in 0..self.sources.len() {
+            changed |= self.rescan(index);
+        }
+        changed
+    }
+
+    /// Handles changed paths reported by the watcher: a manifest file is read again when its
+    /// identity changed; anything else under a watched directory (a directory, a hidden entry
+    /// such as a ConfigMap's `..data`, the watched path itself) rescans that directory. Returns
+    /// whether anything changed.
+    pub fn refresh_paths(&mut self, paths: &[PathBuf]) -> bool {
+        let mut rescan = BTreeSet::new();
+        let mut single = BTreeSet::new();
+        for path in paths {
+            for (index, source) in self.sources.iter().enumerate() {
+                let rel = [Some(&source.dir), source.resolved.as_ref()]
+                    .into_iter()
+                    .flatten()
+                    .find_map(|root| path.strip_prefix(root).ok());
+                match rel {
+                    Some(rel) if is_manifest_rel(rel) && !path.is_dir() => {
+                        single.insert((index, rel.to_path_buf()));
+                    }
+                    Some(_) => {
+                        rescan.insert(index);
+                    }
+                    None if source.dir.starts_with(path) => {
+                        rescan.insert(index);
+                    }
+                    None => {}
+                }
+            }
+        }
+        let mut changed = false;
+        for &index in &rescan {
+            changed |= self.rescan(index);
+        }
+        for (index, rel) in single {
+            if !rescan.contains(&index) {
+                changed |= self.refresh_file(index, &rel);
+            }
+        }
+        changed
+    }
+
+    /// Decides which version of every file is in force and runs the cross-file checks over
+    /// that set (see the module rules).
+    pub fn resolve(&mut self, node: Option<&NodeConfigDoc>) -> Resolution {
+        let mut diagnostics = Vec::new();
+        let mut invalid = false;
+        let mut held_sources = BTreeSet::new();
+        for (index, source) in self.sources.iter().enumerate() {
+            let message = match &source.health {
+                SourceHealth::Ok => continue,
+                SourceHealth::Missing(reason) => format!("watched directory unusable: {reason}"),
+                SourceHealth::Empty => "watched directory holds no manifest".to_owned(),
+            };
+            invalid = true;
+            let message = if self.accept_empty {
+                format!("{message}; its manifests are removed (--allow-mass-delete)")
+            } else {
+                held_sources.insert(index);
+                format!(
+                    "{message}; its last known good manifests stay in force (apply --allow-mass-delete accepts it)"
+                )
+            };
+            diagnostics.push(error_at(&source.dir, message));
+        }
+
+        // First choice: the file on disk when valid, else its last known good version.
+        for (key, entry) in self.files.iter_mut() {
+            entry.reason = None;
+            if held_sources.contains(&key.source) {
+                entry.in_force = entry.lkg.clone();
+                entry.state = fallback_state(&entry.lkg);
+                entry.reason = Some("its watched directory is missing or empty".to_owned());
+                continue;
+            }
+            match &entry.current {
+                Some(current) => {
+                    diagnostics.extend(current.parsed.diagnostics.iter().cloned());
+                    if current.valid {
+                        entry.in_force = Some(current.clone());
+                        entry.state = FileState::InForce;
+                    } else {
+                        invalid = true;
+                        entry.in_force = entry.lkg.clone();
+                        entry.state = fallback_state(&entry.lkg);
+                        entry.reason = Some("invalid".to_owned());
+                    }
+                }
+                None => {
+                    entry.in_force = None;
+                    entry.state = FileState::InForce;
+                }
+            }
+        }
+
+        let by_path: HashMap<PathBuf, FileKey> = self
+            .files
+            .iter()
+            .map(|(k, e)| (e.path.clone(), k.clone()))
+            .collect();
+        let cross = loop {
+            let cross = self.check(node);
+            let erroneous: BTreeSet<&FileKey> = cross
+                .iter()
+                .filter(|d| d.severity == Severity::Error)
+                .filter_map(|d| by_path.get(&d.path))
+                .collect();
+            let changed: BTreeSet<FileKey> = self
+                .files
+                .iter()
+                .filter(|(_, e)| is_new(e))
+                .map(|(k, _)| k.clone())
+                .collect();
+            let mut revert: Vec<FileKey> = erroneous
+                .iter()
+                .filter(|k| changed.contains(**k))
+                .map(|k| (*k).clone())
+                .collect();
+            if revert.is_empty() && !erroneous.is_empty() && !changed.is_empty() {
+                let with = error_set(&cross);
+                let saved = self.set_aside(&changed);
+                let without = error_set(&self.check(node));
+                self.restore(saved);
+                if with != without {
+                    revert = changed.into_iter().collect();
+                }
+            }
+            if revert.is_empty() {
+                break cross;
+            }
+            for key in revert {
+                if let Some(entry) = self.files.get_mut(&key) {
+                    entry.in_force = entry.lkg.clone();
+                    entry.state = fallback_state(&entry.lkg);
+                    entry.reason = Some("conflicts with other manifests".to_owned());
+                }
+            }
+        };
+        invalid |= cross.iter().any(|d| d.severity == Severity::Error);
+        invalid |= self.files.values().any(|e| e.state != FileState::InForce);
+        diagnostics.extend(cross);
+        diagnostics.sort_by(|a, b| {
+            (&a.path, a.position.line, a.position.column, &a.message).cmp(&(
+                &b.path,
+                b.position.line,
+                b.position.column,
+                &b.message,
+            ))
+        });
+        diagnostics.dedup_by(|a, b| {
+            a.path == b.path && a.position == b.position && a.message == b.message
+        });
+        Resolution {
+            diagnostics,
+            invalid,
+        }
+    }
+
+    /// The Balancers in force, in file order.
+    pub fn balancers(&self) -> Vec<&v1::Balancer> {
+        self.files
+            .values()
+            .filter_map(|e| e.in_force.as_deref())
+            .flat_map(|v| v.parsed.documents.iter())
+            .filter_map(|d| match &d.manifest {
+                Manifest::Balancer(b) => Some(b),
+                _ => None,
+            })
+            .collect()
+    }
+
+    /// Every file and document with its state, sorted by path.
+    pub fn status(&self) -> Vec<ManifestStatus> {
+        let mut out = Vec::new();
+        for entry in self.files.values() {
+            let shown = entry.in_force.as_deref().or(entry.current.as_deref());
+            let documents = shown.map(|v| v.parsed.documents.as_slice()).unwrap_or(&[]);
+            if entry.in_force.is_none() && entry.state == FileState::InForce {
+                continue;
+            }
+            if documents.is_empty() {
+                out.push(ManifestStatus {
+                    name: None,
+                    kind: None,
+                    generation: None,
+                    path: entry.path.clone(),
+                    state: entry.state,
+                    reason: entry.reason.clone(),
+                });
+            }
+            for document in documents {
+                let (kind, metadata) = match &document.manifest {
+                    Manifest::Balancer(b) => ("Balancer", &b.metadata),
+                    Manifest::NodeConfig(n) => ("NodeConfig", &n.metadata),
+                };
+                out.push(ManifestStatus {
+                    name: Some(metadata.name.clone()),
+                    kind: Some(kind.to_owned()),
+                    generation: metadata.generation,
+                    path: entry.path.clone(),
+                    state: entry.state,
+                    reason: entry.reason.clone(),
+                });
+            }
+        }
+        out
+    }
+
+    pub fn sources(&self) -> Vec<SourceStatus> {
+        self.sources
+            .iter()
+            .map(|s| SourceStatus {
+                directory: s.dir.clone(),
+                resolved: s.resolved.clone(),
+                health: s.health.clone(),
+            })
+            .collect()
+    }
+
+    /// Writes the versions now in force to the store and forgets deleted files (call after
+    /// [`ManifestSet::resolve`]; never from `plan`).
+    pub fn persist(&mut self) -> Result<(), EngineError> {
+        let mut gone = Vec::new();
+        for (key, entry) in self.files.iter_mut() {
+            let source = &self.sources[key.source];
+            match (&entry.in_force, &entry.lkg) {
+                (Some(now), Some(old)) if Arc::ptr_eq(now, old) || now.text == old.text => {}
+                (Some(now), _) => {
+                    source.store.store(&source.dir, &key.rel, &now.text)?;
+                    entry.lkg = Some(now.clone());
+                }
+                (None, _) if entry.current.is_none() => {
+                    source.store.remove(&key.rel)?;
+                    gone.push(key.clone());
+                }
+                (None, _) => {}
+            }
+        }
+        for key in gone {
+            self.files.remove(&key);
+        }
+        Ok(())
+    }
+
+    fn check(&self, node: Option<&NodeConfigDoc>) -> Vec<Diagnostic> {
+        let parsed: Vec<&ParsedFile> = self
+            .files
+            .values()
+            .filter_map(|e| e.in_force.as_deref())
+            .map(|v| &v.parsed)
+            .collect();
+        check_set(&parsed, node)
+    }
+
+    fn set_aside(&mut self, keys: &BTreeSet<FileKey>) -> Vec<(FileKey, Option<Arc<Version>>)> {
+        keys.iter()
+            .filter_map(|k| {
+                let entry = self.files.get_mut(k)?;
+                let saved = std::mem::replace(&mut entry.in_force, entry.lkg.clone());
+                Some((k.clone(), saved))
+            })
+            .collect()
+    }
+
+    fn restore(&mut self, saved: Vec<(FileKey, Option<Arc<Version>>)>) {
+        for (key, version) in saved {
+            if let Some(entry) = self.files.get_mut(&key) {
+                entry.in_force = version;
+            }
+        }
+    }
+
+    /// Re-resolves a watched directory, walks it and re-reads changed files.
+    fn rescan(&mut self, index: usize) -> bool {
+        let dir = self.sources[index].dir.clone();
+        let had_any = self.files.keys().any(|k| k.source == index);
+        let mut changed = false;
+        let walked = fs::canonicalize(&dir).and_then(|resolved| {
+            let mut found = Vec::new();
+            walk(&resolved, Path::new(""), 0, &mut found)?;
+            Ok((resolved, found))
+        });
+        let (resolved, found) = match walked {
+            Ok(ok) => ok,
+            Err(e) => {
+                let health = SourceHealth::Missing(e.to_string());
+                let source = &mut self.sources[index];
+                changed |= source.health != health || source.resolved.is_some();
+                source.health = health;
+                source.resolved = None;
+                if self.accept_empty {
+                    changed |= self.mark_all_gone(index);
+                }
+                return changed;
+            }
+        };
+        let health = if found.is_empty() && had_any && !self.accept_empty {
+            SourceHealth::Empty
+        } else {
+            SourceHealth::Ok
+        };
+        {
+            let source = &mut self.sources[index];
+            changed |= source.health != health || source.resolved.as_ref() != Some(&resolved);
+            source.health = health.clone();
+            source.resolved = Some(resolved);
+        }
+        if health != SourceHealth::Ok {
+            return changed;
+        }
+        let present: BTreeSet<&PathBuf> = found.iter().collect();
+        let missing: Vec<PathBuf> = self
+            .files
+            .iter()
+            .filter(|(k, e)| k.source == index && e.current.is_some() && !present.contains(&k.rel))
+            .map(|(k, _)| k.rel.clone())
+            .collect();
+        for rel in missing.iter().chain(found.iter()) {
+            changed |= self.refresh_file(index, rel);
+        }
+        changed
+    }
+
+    fn mark_all_gone(&mut self, index: usize) -> bool {
+        let mut changed = false;
+        for (key, entry) in self.files.iter_mut() {
+            if key.source == index && entry.current.is_some() {
+                entry.current = None;
+                entry.fingerprint = None;
+                changed = true;
+            }
+        }
+        changed
+    }
+
+    /// Reads one file again if its identity changed (or notes that it is gone).
+    fn refresh_file(&mut self, index: usize, rel: &Path) -> bool {
+        let Some(root) = self.sources[index].resolved.clone() else {
+            return false;
+        };
+        let key = FileKey {
+            source: index,
+            rel: rel.to_path_buf(),
+        };
+        let on_disk = root.join(rel);
+        let meta = fs::metadata(&on_disk).ok().filter(|m| m.is_file());
+        let fingerprint = meta.as_ref().map(Fingerprint::of);
+        let entry = self.files.get(&key);
+        if entry.map(|e| e.fingerprint) == Some(fingerprint) && fingerprint.is_some() {
+            return false;
+        }
+        let path = self.sources[index].dir.join(rel);
+        let current = match fingerprint {
+            None => None,
+            Some(_) => match fs::read(&on_disk) {
+                Ok(text)
+                    if entry
+                        .and_then(|e| e.current.as_ref())
+                        .is_some_and(|old| old.text == text) =>
+                {
+                    if let Some(entry) = self.files.get_mut(&key) {
+                        entry.fingerprint = fingerprint;
+                    }
+                    return false;
+                }
+                Ok(text) => Some(parse_version(&path, text)),
+                Err(e) => Some(unreadable(&path, &e)),
+            },
+        };
+        match (self.files.get_mut(&key), current) {
+            (Some(entry), current) => {
+                let was_present = entry.current.is_some();
+                entry.fingerprint = fingerprint;
+                entry.current = current.map(Arc::new);
+                was_present || entry.current.is_some()
+            }
+            (None, None) => false,
+            (None, Some(current)) => {
+                self.files.insert(
+                    key,
+                    FileEntry {
+                        path,
+                        current: Some(Arc::new(current)),
+                        fingerprint,
+                        lkg: None,
+                        in_force: None,
+                        state: FileState::Invalid,
+                        reason: None,
+                    },
+                );
+                true
+            }
+        }
+    }
+}
+
+/// Whether the version chosen for an entry is one that is not its last known good.
+fn is_new(entry: &FileEntry) -> bool {
+    match (&entry.in_force, &entry.lkg) {
+        (Some(now), Some(old)) => !Arc::ptr_eq(now, old) && now.text != old.text,
+        (Some(_), None) => true,
+        (None, _) => false,
+    }
+}
+
+fn fallback_state(lkg: &Option<Arc<Version>>) -> FileState {
+    if lkg.is_some() {
+        FileState::Stale
+    } else {
+        FileState::Invalid
+    }
+}
+
+fn error_set(diagnostics: &[Diagnostic]) -> BTreeSet<(PathBuf, u64, u64, String)> {
+    diagnostics
+        .iter()
+        .filter(|d| d.severity == Severity::Error)
+        .map(|d| {
+            (
+                d.path.clone(),
+                d.position.line,
+                d.position.column,
+                d.message.clone(),
+            )
+        })
+        .collect()
+}
+
+fn parse_version(path: &Path, text: Vec<u8>) -> Version {
+    let parsed = match std::str::from_utf8(&text) {
+        Ok(s) => parse_file(path, s),
+        Err(e) => ParsedFile {
+            path: path.to_path_buf(),
+            documents: Vec::new(),
+            diagnostics: vec![error_at(path, format!("not UTF-8 text: {e}"))],
+        },
+    };
+    let valid = !parsed
+        .diagnostics
+        .iter()
+        .any(|d| d.severity == Severity::Error);
+    Version {
+        text,
+        parsed,
+        valid,
+    }
+}
+
+fn unreadable(path: &Path, e: &io::Error) -> Version {
+    Version {
+        text: Vec::new(),
+        parsed: ParsedFile {
+            path: path.to_path_buf(),
+            documents: Vec::new(),
+            diagnostics: vec![error_at(path, format!("cannot read: {e}"))],
+        },
+        valid: false,
+    }
+}
+
+fn error_at(path: &Path, message: String) -> Diagnostic {
+    Diagnostic {
+        path: path.to_path_buf(),
+        position: Position { line: 1, column: 1 },
+        severity: Severity::Error,
+        message,
+    }
+}
+
+/// A relative path the walk would list: `*.yaml`/`*.yml`, no component starting with `.`.
+fn is_manifest_rel(rel: &Path) -> bool {
+    let plain = rel.components().all(|c| match c {
+        Component::Normal(name) => !name.as_encoded_bytes().starts_with(b"."),
+        _ => false,
+    });
+    plain
+        && matches!(
+            rel.extension().and_then(|e| e.to_str()),
+            Some("yaml" | "yml")
+        )
+}
+
+/// Lists manifest files under `dir` (relative paths), following symlinks, skipping hidden
+/// names; sorted.
+fn walk(dir: &Path, rel: &Path, depth: usize, out: &mut Vec<PathBuf>) -> io::Result<()> {
+    if depth > MAX_DEPTH {
+        return Ok(());
+    }
+    let mut entries: Vec<_> = fs::read_dir(dir)?.collect::<Result<_, _>>()?;
+    entries.sort_by_key(|e| e.file_name());
+    for entry in entries {
+        let name = entry.file_name();
+        if name.as_encoded_bytes().starts_with(b".") {
+            continue;
+        }
+        let Ok(meta) = fs::metadata(entry.path()) else {
+            continue;
+        };
+        let rel = rel.join(&name);
+        if meta.is_dir() {
+            walk(&entry.path(), &rel, depth + 1, out)?;
+        } else if meta.is_file() && is_manifest_rel(&rel) {
+            out.push(rel);
+        }
+    }
+    Ok(())
+}
+
+/// A stable name for a watched directory in the store: FNV-1a (64 bit) of its absolute path.
+pub fn source_id(dir: &Path) -> String {
+    let mut hash: u64 = 0xcbf2_9ce4_8422_2325;
+    for byte in dir.as_os_str().as_encoded_bytes() {
+        hash ^= u64::from(*byte);
+        hash = hash.wrapping_mul(0x0000_0100_0000_01b3);
+    }
+    format!("{hash:016x}")
+}

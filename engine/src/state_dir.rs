@@ -1,0 +1,295 @@
+//! The node's state directory (`--state-dir`, default `/var/lib/balanced`): what must survive a
+//! restart and what `balanced status` reads.
+//!
+//! ```text
+//! <state-dir>/
+//!   lock                      flock(2) held by the one `apply` or `run` writing here
+//!   drain-record.json         drain starts and address withdrawals (the planner's DrainRecord)
+//!   status.json               the latest status document, written after every converge
+//!   lkg/<source-id>/.source   the watched directory this entry belongs to (for people)
+//!   lkg/<source-id>/<rel>     the last known good text of <watched dir>/<rel>
+//! ```
+//!
+//! Rule: every file is replaced atomically (temporary file, fsync, rename, fsync of the
+//! directory), so a crash leaves either the old or the new version, never a torn one. Readers
+//! treat a missing file as "nothing recorded yet"; a `plan` never writes here.
+
+use std::fs::{self, File, OpenOptions};
+use std::io::{self, Write};
+use std::os::fd::AsRawFd;
+use std::path::{Component, Path, PathBuf};
+
+use serde::Serialize;
+use serde::de::DeserializeOwned;
+
+use crate::error::EngineError;
+use crate::plan::DrainRecord;
+
+pub const DEFAULT_STATE_DIR: &str = "/var/lib/balanced";
+
+const DRAIN_RECORD: &str = "drain-record.json";
+const STATUS: &str = "status.json";
+const LKG: &str = "lkg";
+const SOURCE_MARKER: &str = ".source";
+
+/// A state directory; nothing is created until something is written.
+#[derive(Debug, Clone)]
+pub struct StateDir {
+    root: PathBuf,
+}
+
+impl StateDir {
+    pub fn new(root: impl Into<PathBuf>) -> Self {
+        StateDir { root: root.into() }
+    }
+
+    pub fn root(&self) -> &Path {
+        &self.root
+    }
+
+    /// Takes the exclusive lock of the directory (creating it), so one `apply` and one `run`
+    /// never write the same state at once. Held until the returned guard is dropped.
+    pub fn lock(&self) -> Result<StateLock, EngineError> {
+        fs::create_dir_all(&self.root).map_err(|e| EngineError::io(&self.root, e))?;
+        let path = self.root.join("lock");
+        let file = OpenOptions::new()
+            .create(true)
+            .truncate(false)
+            .write(true)
+            .open(&path)
+            .map_err(|e| EngineError::io(&path, e))?;
+        // SAFETY: flock on a descriptor we own; no memory is shared with the kernel.
+        let rc = unsafe { libc::flock(file.as_raw_fd(), libc::LOCK_EX | libc::LOCK_NB) };
+        if rc != 0 {
+            let err = io::Error::last_os_error();
+            return Err(if err.kind() == io::ErrorKind::WouldBlock {
+                EngineError::Locked { path }
+            } else {
+                EngineError::io(&path, err)
+            });
+        }
+        Ok(StateLock { _file: file })
+    }
+
+    pub fn read_drain_record(&self) -> Result<DrainRecord, EngineError> {
+        Ok(self.read_json(DRAIN_RECORD)?.unwrap_or_default())
+    }
+
+    pub fn write_drain_record(&self, record: &DrainRecord) -> Result<(), EngineError> {
+        self.write_json(DRAIN_RECORD, record)
+    }
+
+    /// The status document last written by `apply` or `run`, as raw JSON (the reader decides
+    /// which fields it needs, so an older or newer engine's document still reads).
+    pub fn read_status(&self) -> Result<Option<serde_json::Value>, EngineError> {
+        self.read_json(STATUS)
+    }
+
+    pub fn write_status<T: Serialize>(&self, status: &T) -> Result<(), EngineError> {
+        self.write_json(STATUS, status)
+    }
+
+    /// The last-known-good store of one watched directory.
+    pub fn lkg(&self, source_id: &str) -> LkgStore {
+        LkgStore {
+            dir: self.root.join(LKG).join(source_id),
+        }
+    }
+
+    fn read_json<T: DeserializeOwned>(&self, name: &str) -> Result<Option<T>, EngineError> {
+        let path = self.root.join(name);
+        match fs::read(&path) {
+            Ok(bytes) => serde_json::from_slice(&bytes)
+                .map(Some)
+                .map_err(|source| EngineError::StateFormat { path, source }),
+            Err(e) if e.kind() == io::ErrorKind::NotFound => Ok(None),
+            Err(e) => Err(EngineError::io(&path, e)),
+        }
+    }
+
+    fn write_json<T: Serialize>(&self, name: &str, value: &T) -> Result<(), EngineError> {
+        let path = self.root.join(name);
+        let mut bytes =
+            serde_json::to_vec_pretty(value).map_err(|source| EngineError::StateFormat {
+                path: path.clone(),
+                source,
+            })?;
+        bytes.push(b'\n');
+        write_atomic(&path, &bytes).map_err(|e| EngineError::io(&path, e))
+    }
+}
+
+/// The exclusive lock of a state directory; released on drop (closing the descriptor).
+#[derive(Debug)]
+pub struct StateLock {
+    _file: File,
+}
+
+/// Last known good texts of the manifest files of one watched directory, by relative path.
+#[derive(Debug, Clone)]
+pub struct LkgStore {
+    dir: PathBuf,
+}
+
+impl LkgStore {
+    /// Every stored entry: relative path → text, sorted. A missing store is empty.
+    pub fn load_all(&self) -> Result<Vec<(PathBuf, Vec<u8>)>, EngineError> {
+        let mut out = Vec::new();
+        match fs::metadata(&self.dir) {
+            Ok(_) => collect(&self.dir, Path::new(""), &mut out)?,
+            Err(e) if e.kind() == io::ErrorKind::NotFound => {}
+            Err(e) => return Err(EngineError::io(&self.dir, e)),
+        }
+        out.sort();
+        Ok(out)
+    }
+
+    /// Records `text` as the last known good version of `rel`; `source` names the watched
+    /// directory in the store's marker file.
+    pub fn store(&self, source: &Path, rel: &Path, text: &[u8]) -> Result<(), EngineError> {
+        let path = self.entry(rel)?;
+        let marker = self.dir.join(SOURCE_MARKER);
+        if !marker.exists() {
+            let mut line = source.as_os_str().as_encoded_bytes().to_vec();
+            line.push(b'\n');
+            write_atomic(&marker, &line).map_err(|e| EngineError::io(&marker, e))?;
+        }
+        write_atomic(&path, text).map_err(|e| EngineError::io(&path, e))
+    }
+
+    /// Forgets `rel` (its file was deleted on purpose).
+    pub fn remove(&self, rel: &Path) -> Result<(), EngineError> {
+        let path = self.entry(rel)?;
+        match fs::remove_file(&path) {
+            Ok(()) => sync_parent(&path).map_err(|e| EngineError::io(&path, e)),
+            Err(e) if e.kind() == io::ErrorKind::NotFound => Ok(()),
+            Err(e) => Err(EngineError::io(&path, e)),
+        }
+    }
+
+    fn entry(&self, rel: &Path) -> Result<PathBuf, EngineError> {
+        let plain = rel.components().all(|c| matches!(c, Component::Normal(_)));
+        if !plain || rel.as_os_str().is_empty() {
+            return Err(EngineError::io(
+                rel,
+                io::Error::new(
+                    io::ErrorKind::InvalidInput,
+                    "not a plain relative path inside a watched directory",
+                ),
+            ));
+        }
+        Ok(self.dir.join(rel))
+    }
+}
+
+fn collect(dir: &Path, rel: &Path, out: &mut Vec<(PathBuf, Vec<u8>)>) -> Result<(), EngineError> {
+    let entries = fs::read_dir(dir).map_err(|e| EngineError::io(dir, e))?;
+    for entry in entries {
+        let entry = entry.map_err(|e| EngineError::io(dir, e))?;
+        let name = entry.file_name();
+        if name.as_encoded_bytes().starts_with(b".") {
+            continue;
+        }
+        let path = entry.path();
+        let file_type = entry.file_type().map_err(|e| EngineError::io(&path, e))?;
+        if file_type.is_dir() {
+            collect(&path, &rel.join(&name), out)?;
+        } else if file_type.is_file() {
+            let text = fs::read(&path).map_err(|e| EngineError::io(&path, e))?;
+            out.push((rel.join(&name), text));
+        }
+    }
+    Ok(())
+}
+
+/// Replaces `path` with `bytes` atomically and durably: a temporary file in the same
+/// directory, fsync, rename over `path`, fsync of the directory. Creates missing parents.
+pub fn write_atomic(path: &Path, bytes: &[u8]) -> io::Result<()> {
+    let parent = match path.parent() {
+        Some(p) if !p.as_os_str().is_empty() => p,
+        _ => Path::new("."),
+    };
+    fs::create_dir_all(parent)?;
+    let name = path
+        .file_name()
+        .ok_or_else(|| io::Error::new(io::ErrorKind::InvalidInput, "no file name"))?;
+    let mut tmp_name = std::ffi::OsString::from(".");
+    tmp_name.push(name);
+    tmp_name.push(format!(".tmp-{}", std::process::id()));
+    let tmp = parent.join(tmp_name);
+    let result = (|| {
+        let mut file = File::create(&tmp)?;
+        file.write_all(bytes)?;
+        file.sync_all()?;
+        fs::rename(&tmp, path)?;
+        sync_parent(path)
+    })();
+    if result.is_err() {
+        let _ = fs::remove_file(&tmp);
+    }
+    result
+}
+
+fn sync_parent(path: &Path) -> io::Result<()> {
+    match path.parent() {
+        Some(p) if !p.as_os_str().is_empty() => File::open(p)?.sync_all(),
+        _ => File::open(".")?.sync_all(),
+    }
+}
+
+#[cfg(test)]
+mod tests {
+    use super::*;
+
+    #[test]
+    fn atomic_write_replaces_and_leaves_no_temporary_file() {
+        let dir = tempfile::tempdir().unwrap();
+        let path = dir.path().join("a/b/status.json");
+        write_atomic(&path, b"one").unwrap();
+        write_atomic(&path, b"two").unwrap();
+        assert_eq!(fs::read(&path).unwrap(), b"two");
+        let names: Vec<_> = fs::read_dir(path.parent().unwrap())
+            .unwrap()
+            .map(|e| e.unwrap().file_name())
+            .collect();
+        assert_eq!(names, vec![std::ffi::OsString::from("status.json")]);
+    }
+
+    #[test]
+    fn lkg_store_round_trips_nested_paths_and_forgets() {
+        let dir = tempfile::tempdir().unwrap();
+        let store = StateDir::new(dir.path()).lkg("abc");
+        assert!(store.load_all().unwrap().is_empty());
+        store
+            .store(Path::new("/m"), Path::new("team/web.yaml"), b"x: 1\n")
+            .unwrap();
+        store
+            .store(Path::new("/m"), Path::new("dns.yaml"), b"y")
+            .unwrap();
+        let all = store.load_all().unwrap();
+        assert_eq!(
+            all,
+            vec![
+                (PathBuf::from("dns.yaml"), b"y".to_vec()),
+                (PathBuf::from("team/web.yaml"), b"x: 1\n".to_vec()),
+            ]
+        );
+        store.remove(Path::new("dns.yaml")).unwrap();
+        assert_eq!(store.load_all().unwrap().len(), 1);
+        assert!(
+            store
+                .store(Path::new("/m"), Path::new("../evil.yaml"), b"")
+                .is_err()
+        );
+    }
+
+    #[test]
+    fn second_lock_is_refused_while_the_first_is_held() {
+        let dir = tempfile::tempdir().unwrap();
+        let state = StateDir::new(dir.path());
+        let first = state.lock().unwrap();
+        assert!(matches!(state.lock(), Err(EngineError::Locked { .. })));
+        drop(first);
+        state.lock().unwrap();
+    }
+}
