@@ -236,7 +236,9 @@ pub struct IpvsTimeouts {
 pub struct NodeState {
     /// The VIP link's name and whether it exists and is up.
     pub interface: Interface,
-    /// The services, by key.
+    /// The services, by key. JSON holds them as a list (each service carries its key), since
+    /// JSON object keys must be strings.
+    #[serde(default, with = "services_as_list")]
     pub services: BTreeMap<ServiceKey, VirtualService>,
     /// `sysctl` values by full dotted name (`net.ipv4.vs.sloppy_tcp`). Observed: only the
     /// names the node config mentions (and those a status export carries).
@@ -254,4 +256,36 @@ pub struct Interface {
     pub up: bool,
     /// Host addresses (/32, /128) on the link, sorted.
     pub addresses: std::collections::BTreeSet<IpAddr>,
+}
+
+/// `NodeState::services` in JSON: a list of services, each with its `key`, in key order.
+mod services_as_list {
+    use std::collections::BTreeMap;
+
+    use serde::{Deserialize, Deserializer, Serializer};
+
+    use super::{ServiceKey, VirtualService};
+
+    pub fn serialize<S: Serializer>(
+        map: &BTreeMap<ServiceKey, VirtualService>,
+        s: S,
+    ) -> Result<S::Ok, S::Error> {
+        s.collect_seq(map.values())
+    }
+
+    pub fn deserialize<'de, D: Deserializer<'de>>(
+        d: D,
+    ) -> Result<BTreeMap<ServiceKey, VirtualService>, D::Error> {
+        let services = Vec::<VirtualService>::deserialize(d)?;
+        let mut map = BTreeMap::new();
+        for service in services {
+            let key = service.key;
+            if map.insert(key, service).is_some() {
+                return Err(serde::de::Error::custom(format!(
+                    "service {key} listed twice"
+                )));
+            }
+        }
+        Ok(map)
+    }
 }
