@@ -2,15 +2,18 @@
 //! function. A [`Plan`] is data — ordered actions to apply now, deletions held by `maxDeletions`,
 //! deletions waiting for a drain or the withdraw delay, and the drain record to persist.
 
-use std::collections::BTreeMap;
+use std::collections::{BTreeMap, BTreeSet};
 use std::net::IpAddr;
 use std::time::{Duration, SystemTime};
 
-use balanced_schemas::v1::{self, Limit};
+use balanced_schemas::v1::{self, Limit, Scheduler};
 use serde::{Deserialize, Serialize};
 
 use crate::dataplane::Action;
-use crate::model::{DestinationKey, NodeState, ServiceKey};
+use crate::model::{
+    Destination, DestinationConfig, DestinationKey, FLAG_HASHED, NodeState, ServiceConfig,
+    ServiceKey, VirtualService,
+};
 use crate::ownership::Ownership;
 
 /// What the planner needs besides the two states.
@@ -163,8 +166,41 @@ impl Plan {
     }
 }
 
-/// Plans the actions that take `observed` to `desired` (rules: issue 3 §4, documented on the
-/// helpers below).
+/// Plans the actions that take `observed` to `desired`, following issue 3 §4:
+///
+/// 1. `EnsureInterface` when the VIP link is missing or down; sysctls and IPVS timeouts that
+///    differ (timeouts: only the non-zero desired fields count).
+/// 2. **Withdraw first**: owned addresses on the link that are not desired are deleted before
+///    anything else, and the withdrawal time is recorded. A protocol/port service whose VIP
+///    address is withdrawn is deleted only once `withdrawDelay` has passed since then (it waits
+///    in [`Plan::waiting`]); services of a VIP that keeps its address (another port stays) and
+///    fwmark services (no address of their own) are deleted at once.
+/// 3. Each desired service in key order: created (`AddService`, then its destinations in
+///    *reverse* canonical order so the kernel's head insertion leaves them in canonical order —
+///    every director then builds the same `mh` table), or changed in place (`SetService`,
+///    `SetDestination`), never deleted and re-added. An `mh` service built from empty with
+///    several destinations is created with `rr`, filled, then switched to `mh` (`SetService`):
+///    the kernel builds its table once instead of once per destination.
+/// 4. A destination that left the manifests drains: weight 0 first (the start is recorded),
+///    deleted once it has no **active** connections (inactive ones such as TIME_WAIT do not
+///    count) or `drainTimeout` has passed since the start. A destination that is back in the
+///    manifests before that gets its desired weight again and leaves the record. A backend
+///    marked `draining` in a manifest compiles to a desired destination of weight 0: it stays
+///    at weight 0 and is **not** deleted — it is desired, and deleting it would fight the next
+///    plan; it drains for real once the manifest drops it.
+/// 5. **Announce last**: desired addresses missing from the link are added after every service
+///    change. An address is desired exactly while its VIP has a service (see `compile`).
+/// 6. `maxDeletions`: the services class counts the owned services to delete (now or after the
+///    withdraw delay) against the owned observed services; the destinations class counts the
+///    destinations leaving services that stay (drain starts and drain deletions) against the
+///    owned observed destinations. A class over its limit is held whole — its deletions, the
+///    weight-0 steps of its drains and the withdrawal of the addresses whose services go are
+///    listed in [`Plan::held`] — unless `allow_mass_delete`; everything else applies.
+///
+/// Nothing outside `options.ownership` is created, changed or deleted (desired services or
+/// addresses outside it are ignored), and the kernel-internal `hashed` flag is never compared.
+/// The output depends only on the inputs: actions come in a fixed order (link, sysctls,
+/// timeouts, withdrawals, service deletions, services by key, announcements).
 pub fn plan(
     desired: &NodeState,
     observed: &NodeState,
@@ -172,6 +208,454 @@ pub fn plan(
     record: &DrainRecord,
     options: &PlanOptions,
 ) -> Plan {
-    let _ = (desired, observed, now, record, options);
-    todo!("planner body follows the contract commit")
+    let now = now
+        .duration_since(SystemTime::UNIX_EPOCH)
+        .map_or(0, |d| d.as_secs());
+    let mut planner = Planner {
+        desired,
+        observed,
+        now,
+        record,
+        options,
+        plan: Plan::default(),
+    };
+    planner.node();
+    let observed_addresses = planner.observed_addresses();
+    let doomed = planner.doomed_services();
+    let hold_services = planner.over_limit(
+        DeletionClass::Services,
+        doomed.len(),
+        observed
+            .services
+            .keys()
+            .filter(|k| options.ownership.owns_service(k))
+            .count(),
+    );
+    let withdrawn_now = planner.withdraw(observed_addresses, &doomed, hold_services.as_ref());
+    planner.delete_services(&doomed, &withdrawn_now, hold_services.as_ref());
+    let work = planner.service_changes();
+    let departures = work.iter().map(|w| w.departures.len()).sum();
+    let owned_destinations = observed
+        .services
+        .values()
+        .filter(|s| options.ownership.owns_service(&s.key))
+        .map(|s| s.destinations.len())
+        .sum();
+    let hold_destinations =
+        planner.over_limit(DeletionClass::Destinations, departures, owned_destinations);
+    for change in work {
+        planner.emit(change, hold_destinations.as_ref());
+    }
+    planner.announce(observed_addresses);
+    planner.plan
+}
+
+struct Planner<'a> {
+    desired: &'a NodeState,
+    observed: &'a NodeState,
+    now: u64,
+    record: &'a DrainRecord,
+    options: &'a PlanOptions,
+    plan: Plan,
+}
+
+/// What one desired service needs, gathered before the destination limit is known.
+struct ServiceChange<'a> {
+    key: ServiceKey,
+    /// `AddService` / `SetService`, then `SetDestination` for destinations that stay.
+    head: Vec<Action>,
+    /// Observed destinations that left the manifests.
+    departures: Vec<&'a Destination>,
+    /// `AddDestination`s, already in reverse canonical order, then the `mh` switch if any.
+    tail: Vec<Action>,
+}
+
+impl<'a> Planner<'a> {
+    fn link_name(&self) -> &'a str {
+        &self.desired.interface.name
+    }
+
+    /// Addresses on the VIP link as observed (none when the link is another or missing).
+    fn observed_addresses(&self) -> &'a BTreeSet<IpAddr> {
+        static NONE: BTreeSet<IpAddr> = BTreeSet::new();
+        let link = &self.observed.interface;
+        if link.exists && link.name == self.desired.interface.name {
+            &link.addresses
+        } else {
+            &NONE
+        }
+    }
+
+    /// The VIP link, sysctls and IPVS timeouts.
+    fn node(&mut self) {
+        let (desired, observed) = (self.desired, self.observed);
+        let link = &observed.interface;
+        if desired.interface.exists
+            && !(link.name == desired.interface.name && link.exists && link.up)
+        {
+            self.plan.actions.push(Action::EnsureInterface {
+                name: desired.interface.name.clone(),
+            });
+        }
+        for (name, value) in &desired.sysctls {
+            let current = observed.sysctls.get(name).map(|v| v.trim());
+            if current != Some(value.trim()) {
+                self.plan.actions.push(Action::SetSysctl {
+                    name: name.clone(),
+                    value: value.clone(),
+                });
+            }
+        }
+        let (want, have) = (desired.timeouts, observed.timeouts);
+        let differs = |w: u32, h: u32| w != 0 && w != h;
+        if differs(want.tcp, have.tcp)
+            || differs(want.tcp_fin, have.tcp_fin)
+            || differs(want.udp, have.udp)
+        {
+            self.plan
+                .actions
+                .push(Action::SetTimeouts { timeouts: want });
+        }
+    }
+
+    /// Owned observed services the manifests no longer ask for.
+    fn doomed_services(&self) -> Vec<&'a VirtualService> {
+        let own = &self.options.ownership;
+        self.observed
+            .services
+            .values()
+            .filter(|s| own.owns_service(&s.key) && !self.desired.services.contains_key(&s.key))
+            .collect()
+    }
+
+    /// The hold reason when `deletions` of a class exceed its limit (and mass deletion is not
+    /// allowed).
+    fn over_limit(
+        &self,
+        class: DeletionClass,
+        deletions: usize,
+        owned: usize,
+    ) -> Option<HoldReason> {
+        let limit = match class {
+            DeletionClass::Services => self.options.limits.services,
+            DeletionClass::Destinations => self.options.limits.destinations,
+        };
+        let allowed = limit.allowed(owned);
+        (!self.options.allow_mass_delete && deletions > allowed).then_some(HoldReason {
+            class,
+            deletions,
+            owned,
+            limit,
+            allowed,
+        })
+    }
+
+    /// Withdraws owned addresses that are not desired; returns those withdrawn by this plan.
+    /// The address of a VIP whose services are being deleted is held with them.
+    fn withdraw(
+        &mut self,
+        observed_addresses: &BTreeSet<IpAddr>,
+        doomed: &[&VirtualService],
+        hold: Option<&HoldReason>,
+    ) -> BTreeSet<IpAddr> {
+        let own = &self.options.ownership;
+        let doomed_vips: BTreeSet<IpAddr> = doomed.iter().filter_map(|s| s.key.vip()).collect();
+        let mut withdrawn = BTreeSet::new();
+        for address in observed_addresses {
+            if !own.owns_address(address) || self.desired.interface.addresses.contains(address) {
+                continue;
+            }
+            let action = Action::DelAddress {
+                interface: self.link_name().to_owned(),
+                address: *address,
+            };
+            match hold {
+                Some(reason) if doomed_vips.contains(address) => {
+                    self.plan.held.push(HeldDeletion {
+                        action,
+                        reason: reason.clone(),
+                    });
+                }
+                _ => {
+                    self.plan.actions.push(action);
+                    withdrawn.insert(*address);
+                }
+            }
+        }
+        withdrawn
+    }
+
+    /// Deletes the doomed services that are due; the others wait for the withdraw delay or are
+    /// held.
+    fn delete_services(
+        &mut self,
+        doomed: &[&VirtualService],
+        withdrawn_now: &BTreeSet<IpAddr>,
+        hold: Option<&HoldReason>,
+    ) {
+        let delay = whole_seconds(self.options.withdraw_delay);
+        for service in doomed {
+            let action = Action::DelService { key: service.key };
+            if let Some(reason) = hold {
+                self.plan.held.push(HeldDeletion {
+                    action,
+                    reason: reason.clone(),
+                });
+                continue;
+            }
+            let withdrawal = service.key.vip().and_then(|vip| {
+                let at = if withdrawn_now.contains(&vip) {
+                    Some(self.now)
+                } else {
+                    self.record.withdrawals.get(&vip).copied()
+                };
+                at.map(|at| (vip, at))
+            });
+            match withdrawal {
+                Some((address, since)) if self.now < since.saturating_add(delay) => {
+                    self.plan.record.withdrawals.insert(address, since);
+                    self.plan.waiting.push(Waiting {
+                        action,
+                        reason: WaitReason::WithdrawDelay { address },
+                        since,
+                        due: since.saturating_add(delay),
+                    });
+                }
+                _ => self.plan.actions.push(action),
+            }
+        }
+    }
+
+    /// What each owned desired service needs, in key order; services needing nothing are left
+    /// out.
+    fn service_changes(&self) -> Vec<ServiceChange<'a>> {
+        let own = &self.options.ownership;
+        let mut changes = Vec::new();
+        for (key, want) in &self.desired.services {
+            if !own.owns_service(key) {
+                continue;
+            }
+            let change = match self.observed.services.get(key) {
+                None => create_service(want),
+                Some(have) => update_service(want, have),
+            };
+            if !(change.head.is_empty() && change.departures.is_empty() && change.tail.is_empty()) {
+                changes.push(change);
+            }
+        }
+        changes
+    }
+
+    /// Appends one service's actions; drains start, wait, complete or are held.
+    fn emit(&mut self, change: ServiceChange<'a>, hold: Option<&HoldReason>) {
+        let ServiceChange {
+            key,
+            head,
+            departures,
+            tail,
+        } = change;
+        self.plan.actions.extend(head);
+        let timeout = whole_seconds(self.options.drain_timeout);
+        for destination in departures {
+            let delete = Action::DelDestination {
+                service: key,
+                destination: destination.key,
+            };
+            let since = self
+                .record
+                .destinations
+                .get(&(key, destination.key))
+                .copied();
+            if let Some(reason) = hold {
+                if let Some(since) = since {
+                    self.plan
+                        .record
+                        .destinations
+                        .insert((key, destination.key), since);
+                }
+                self.plan.held.push(HeldDeletion {
+                    action: delete,
+                    reason: reason.clone(),
+                });
+                continue;
+            }
+            let start = since.unwrap_or(self.now);
+            let due = start.saturating_add(timeout);
+            let quiet = destination.config.weight == 0 && destination.active_connections == 0;
+            if quiet || self.now >= due {
+                self.plan.actions.push(delete);
+                continue;
+            }
+            if destination.config.weight != 0 {
+                self.plan.actions.push(Action::SetDestination {
+                    service: key,
+                    destination: destination.key,
+                    config: DestinationConfig {
+                        weight: 0,
+                        ..destination.config.clone()
+                    },
+                });
+            }
+            self.plan
+                .record
+                .destinations
+                .insert((key, destination.key), start);
+            self.plan.waiting.push(Waiting {
+                action: delete,
+                reason: WaitReason::Drain {
+                    active_connections: destination.active_connections,
+                },
+                since: start,
+                due,
+            });
+        }
+        self.plan.actions.extend(tail);
+    }
+
+    /// Announces desired owned addresses missing from the link, after everything else.
+    fn announce(&mut self, observed_addresses: &BTreeSet<IpAddr>) {
+        let own = &self.options.ownership;
+        for address in &self.desired.interface.addresses {
+            if own.owns_address(address) && !observed_addresses.contains(address) {
+                self.plan.actions.push(Action::AddAddress {
+                    interface: self.link_name().to_owned(),
+                    address: *address,
+                });
+            }
+        }
+    }
+}
+
+/// A service built from empty: created, then filled in reverse canonical order (the kernel
+/// inserts at the head). `mh` with several destinations is filled under `rr` and switched last.
+fn create_service(want: &VirtualService) -> ServiceChange<'_> {
+    let key = want.key;
+    let mut canonical: Vec<&Destination> = want.destinations.iter().collect();
+    canonical.sort_by_key(|d| d.key);
+    canonical.dedup_by_key(|d| d.key);
+    let switch_to_mh = want.config.scheduler == Scheduler::Mh && canonical.len() > 1;
+    let mut create = want.config.clone();
+    if switch_to_mh {
+        create.scheduler = Scheduler::Rr;
+    }
+    let mut tail: Vec<Action> = canonical
+        .iter()
+        .rev()
+        .map(|d| Action::AddDestination {
+            service: key,
+            destination: d.key,
+            config: d.config.clone(),
+        })
+        .collect();
+    if switch_to_mh {
+        tail.push(Action::SetService {
+            key,
+            config: want.config.clone(),
+        });
+    }
+    ServiceChange {
+        key,
+        head: vec![Action::AddService {
+            key,
+            config: create,
+        }],
+        departures: Vec::new(),
+        tail,
+    }
+}
+
+/// A service that exists: changed in place; destinations updated, added (reverse canonical
+/// order) or departing.
+fn update_service<'a>(want: &'a VirtualService, have: &'a VirtualService) -> ServiceChange<'a> {
+    let key = want.key;
+    let mut change = ServiceChange {
+        key,
+        head: Vec::new(),
+        departures: Vec::new(),
+        tail: Vec::new(),
+    };
+    if !same_service(&want.config, &have.config) {
+        change.head.push(Action::SetService {
+            key,
+            config: want.config.clone(),
+        });
+    }
+    let set = |d: &Destination| Action::SetDestination {
+        service: key,
+        destination: d.key,
+        config: d.config.clone(),
+    };
+    // Fast path: the kernel's list holds exactly the desired destinations in the same order
+    // (the usual case once converged).
+    let same_keys = want.destinations.len() == have.destinations.len()
+        && want
+            .destinations
+            .iter()
+            .zip(&have.destinations)
+            .all(|(w, h)| w.key == h.key);
+    if same_keys {
+        for (w, h) in want.destinations.iter().zip(&have.destinations) {
+            if w.config != h.config {
+                change.head.push(set(w));
+            }
+        }
+        return change;
+    }
+    let mut wanted: Vec<&Destination> = want.destinations.iter().collect();
+    if !wanted.is_sorted_by_key(|d| d.key) {
+        wanted.sort_by_key(|d| d.key);
+    }
+    let mut present: Vec<&Destination> = have.destinations.iter().collect();
+    present.sort_unstable_by_key(|d| d.key);
+    let mut additions = Vec::new();
+    let (mut w, mut h) = (wanted.iter().peekable(), present.iter().peekable());
+    loop {
+        match (w.peek(), h.peek()) {
+            (Some(a), Some(b)) if a.key == b.key => {
+                if a.config != b.config {
+                    change.head.push(set(a));
+                }
+                w.next();
+                h.next();
+            }
+            (Some(a), Some(b)) if a.key < b.key => {
+                additions.push(*a);
+                w.next();
+            }
+            (Some(a), None) => {
+                additions.push(*a);
+                w.next();
+            }
+            (_, Some(b)) => {
+                change.departures.push(*b);
+                h.next();
+            }
+            (None, None) => break,
+        }
+    }
+    additions.dedup_by_key(|d| d.key);
+    change.tail = additions
+        .iter()
+        .rev()
+        .map(|d| Action::AddDestination {
+            service: key,
+            destination: d.key,
+            config: d.config.clone(),
+        })
+        .collect();
+    change
+}
+
+/// Equal as the kernel would report them, ignoring the internal `hashed` flag.
+fn same_service(want: &ServiceConfig, have: &ServiceConfig) -> bool {
+    want.scheduler == have.scheduler
+        && want.flags & !FLAG_HASHED == have.flags & !FLAG_HASHED
+        && want.timeout == have.timeout
+        && want.netmask == have.netmask
+        && want.pe_name == have.pe_name
+}
+
+/// Seconds, rounded up: a deadline is never earlier than configured.
+fn whole_seconds(duration: Duration) -> u64 {
+    duration.as_secs() + u64::from(duration.subsec_nanos() > 0)
 }
