@@ -85,7 +85,7 @@ pub fn open_dataplane(
 
 fn load_node(path: Option<&Path>) -> Result<NodeConfig, EngineError> {
     let path = path.ok_or_else(|| {
-        EngineError::Runtime(
+        EngineError::Usage(
             "--config NODE.yaml (or BALANCED_CONFIG) is required: it says what this node owns"
                 .to_owned(),
         )

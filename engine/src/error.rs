@@ -66,6 +66,9 @@ pub enum EngineError {
     /// The node config cannot be used; the diagnostics were printed already.
     #[error("{path}: invalid node config ({errors} error(s))")]
     InvalidNodeConfig { path: PathBuf, errors: usize },
+    /// The command line cannot be used as given.
+    #[error("{0}")]
+    Usage(String),
     #[error("{0}")]
     Runtime(String),
 }
@@ -80,9 +83,9 @@ impl EngineError {
 
     pub fn exit_status(&self) -> ExitStatus {
         match self {
-            EngineError::DataplaneSpec(_) | EngineError::InvalidNodeConfig { .. } => {
-                ExitStatus::InvalidInput
-            }
+            EngineError::DataplaneSpec(_)
+            | EngineError::InvalidNodeConfig { .. }
+            | EngineError::Usage(_) => ExitStatus::InvalidInput,
             EngineError::Io { .. }
             | EngineError::Dataplane(_)
             | EngineError::StateFormat { .. }

@@ -340,6 +340,9 @@ impl ManifestSet {
             .iter()
             .map(|(k, e)| (e.path.clone(), k.clone()))
             .collect();
+        // Diagnostics of conflicts that made a file fall back are reported too, although the
+        // set in force no longer has them.
+        let mut refused = Vec::new();
         let cross = loop {
             let cross = self.check(node);
             let erroneous: BTreeSet<&FileKey> = cross
@@ -370,6 +373,7 @@ impl ManifestSet {
             if revert.is_empty() {
                 break cross;
             }
+            refused.extend(cross.into_iter().filter(|d| d.severity == Severity::Error));
             for key in revert {
                 if let Some(entry) = self.files.get_mut(&key) {
                     entry.in_force = entry.lkg.clone();
@@ -381,6 +385,7 @@ impl ManifestSet {
         invalid |= cross.iter().any(|d| d.severity == Severity::Error);
         invalid |= self.files.values().any(|e| e.state != FileState::InForce);
         diagnostics.extend(cross);
+        diagnostics.extend(refused);
         diagnostics.sort_by(|a, b| {
             (&a.path, a.position.line, a.position.column, &a.message).cmp(&(
                 &b.path,
