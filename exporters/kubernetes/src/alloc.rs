@@ -256,7 +256,12 @@ pub struct Allocator {
     pub quarantine: Duration,
     held: BTreeMap<IpAddr, ServiceKey>,
     released: BTreeMap<IpAddr, Instant>,
+    /// Addresses written into a status but not yet seen through the watch.
+    pending: BTreeMap<IpAddr, (ServiceKey, Instant)>,
 }
+
+/// How long an address written into a status stays reserved while the watch has not shown it.
+const PENDING_TIMEOUT: Duration = Duration::from_secs(300);
 
 impl Allocator {
     pub fn new(pools: Pools, quarantine: Duration) -> Self {
@@ -265,14 +270,20 @@ impl Allocator {
             quarantine,
             held: BTreeMap::new(),
             released: BTreeMap::new(),
+            pending: BTreeMap::new(),
         }
     }
 
     /// Plans the allocations every Service of ours still needs.
-    pub fn plan(&mut self, services: &[Service], config: &RenderConfig, now: Instant) -> Plan {
+    pub fn plan<'a>(
+        &mut self,
+        services: impl IntoIterator<Item = &'a Service>,
+        config: &RenderConfig,
+        now: Instant,
+    ) -> Plan {
         let mut plan = Plan::default();
         let mut ordered: Vec<(&Service, ServiceKey)> = services
-            .iter()
+            .into_iter()
             .filter_map(|s| Some((s, service_key(s)?)))
             .collect();
         ordered.sort_by(|(a, ka), (b, kb)| {
@@ -308,7 +319,16 @@ impl Allocator {
             !held.contains_key(ip) && now.saturating_duration_since(*at) < quarantine
         });
         self.held = held;
-        let mut taken: BTreeSet<IpAddr> = self.held.keys().copied().collect();
+        let seen = &self.held;
+        self.pending.retain(|ip, (_, at)| {
+            !seen.contains_key(ip) && now.saturating_duration_since(*at) < PENDING_TIMEOUT
+        });
+        let mut taken: BTreeSet<IpAddr> = self
+            .held
+            .keys()
+            .chain(self.pending.keys())
+            .copied()
+            .collect();
 
         for (service, key) in ordered {
             if !is_ours(service, config) {
@@ -366,7 +386,8 @@ impl Allocator {
                     let mut refusals = Vec::new();
                     let mut chosen = None;
                     for ip in wanted {
-                        match (self.pools.pool_of(&ip), self.held.get(&ip)) {
+                        let holder = self.held.get(&ip).or(self.pending.get(&ip).map(|(k, _)| k));
+                        match (self.pools.pool_of(&ip), holder) {
                             (_, Some(holder)) => refusals.push(format!("{ip} is held by {holder}")),
                             _ if taken.contains(&ip) => {
                                 refusals.push(format!("{ip} was just given to an older Service"))
@@ -440,8 +461,8 @@ impl Allocator {
 
     /// Records that `ip` now belongs to `service` (its status PATCH succeeded), so a plan made
     /// before the watch shows it does not give it away again.
-    pub fn confirm(&mut self, service: &ServiceKey, ip: IpAddr) {
-        self.held.insert(ip, service.clone());
+    pub fn confirm(&mut self, service: &ServiceKey, ip: IpAddr, now: Instant) {
+        self.pending.insert(ip, (service.clone(), now));
     }
 }
 

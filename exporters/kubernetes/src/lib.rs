@@ -4,7 +4,7 @@
 //! The deciding is pure and apart from the API calls: [`render`] turns objects into manifests,
 //! [`alloc`] plans VIP allocations, [`annotations`] reads the per-Service configuration. The
 //! effects live in [`writer`] (files, Git), [`status`] (status PATCHes), [`lease`] (leader
-//! election), [`watch`] (the caches fed by kube-runtime watchers) and [`run`] (the loop tying
+//! election), [`watch`] (the caches fed by kube-runtime watchers) and [`run`] (the loops tying
 //! them together).
 
 pub mod alloc;
@@ -12,9 +12,16 @@ pub mod annotations;
 pub mod config;
 pub mod dump;
 pub mod error;
+pub mod events;
 pub mod fixtures;
+pub mod http;
+pub mod lease;
 pub mod manifest;
+pub mod metrics;
 pub mod render;
+pub mod run;
+pub mod status;
+pub mod watch;
 pub mod writer;
 
 pub use error::Error;

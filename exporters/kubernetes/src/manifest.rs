@@ -1,8 +1,7 @@
 //! Manifest names, paths and bytes: the one place that decides how a rendered `Balancer` looks
 //! on disk. Pure.
 //!
-//! Serialization goes through [`to_yaml`] only, so switching to the schemas crate's YAML writer
-//! is a one-line change here.
+//! Serialization goes through [`to_yaml`] only, which uses the schemas crate's YAML writer.
 
 use std::fmt;
 
@@ -106,7 +105,7 @@ impl fmt::Display for Family {
 
 /// The bytes of a manifest file: the schema header, then the YAML document.
 pub fn to_yaml(balancer: &Balancer) -> Result<String, Error> {
-    let body = serde_saphyr::to_string(balancer).map_err(|e| Error::Serialize {
+    let body = balanced_schemas::yaml::to_string(balancer).map_err(|e| Error::Serialize {
         name: balancer.metadata.name.clone(),
         message: e.to_string(),
     })?;
@@ -115,7 +114,7 @@ pub fn to_yaml(balancer: &Balancer) -> Result<String, Error> {
 
 /// Reads a manifest file back (the header is a comment).
 pub fn from_yaml(text: &str) -> Result<Balancer, String> {
-    serde_saphyr::from_str(text).map_err(|e| e.to_string())
+    balanced_schemas::yaml::from_str(text).map_err(|e| e.to_string())
 }
 
 #[cfg(test)]

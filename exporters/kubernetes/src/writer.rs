@@ -73,6 +73,31 @@ pub struct GitConfig {
     pub author_email: String,
 }
 
+/// What one sync did: the changes made, and the files it could not write (the others were
+/// still written).
+#[derive(Debug, Default)]
+pub struct Batch {
+    pub changes: Vec<Change>,
+    pub errors: Vec<Error>,
+}
+
+impl Batch {
+    /// The changes, or the first error.
+    pub fn into_result(self) -> Result<Vec<Change>, Error> {
+        match self.errors.into_iter().next() {
+            Some(e) => Err(e),
+            None => Ok(self.changes),
+        }
+    }
+
+    fn record(&mut self, result: Result<Option<Change>, Error>) {
+        match result {
+            Ok(change) => self.changes.extend(change),
+            Err(e) => self.errors.push(e),
+        }
+    }
+}
+
 pub struct Writer {
     dir: PathBuf,
     owned: BTreeMap<String, OnDisk>,
@@ -126,21 +151,21 @@ impl Writer {
     }
 
     /// Makes the directory hold exactly `manifests` among the files the exporter owns.
-    pub fn sync(&mut self, manifests: BTreeMap<String, Balancer>) -> Result<Vec<Change>, Error> {
+    pub fn sync(&mut self, manifests: BTreeMap<String, Balancer>) -> Batch {
         let gone: Vec<String> = self
             .owned
             .keys()
             .filter(|p| !manifests.contains_key(*p))
             .cloned()
             .collect();
-        let mut changes = Vec::new();
+        let mut batch = Batch::default();
         for (path, balancer) in manifests {
-            changes.extend(self.write(&path, balancer)?);
+            batch.record(self.write(&path, balancer));
         }
         for path in gone {
-            changes.extend(self.delete(&path)?);
+            batch.record(self.delete(&path));
         }
-        Ok(changes)
+        batch
     }
 
     /// Makes the directory hold exactly `manifests` for one Service: files of the Service that
@@ -149,21 +174,21 @@ impl Writer {
         &mut self,
         service: &ServiceKey,
         manifests: BTreeMap<String, Balancer>,
-    ) -> Result<Vec<Change>, Error> {
+    ) -> Batch {
         let gone: Vec<String> = self
             .owned
             .iter()
             .filter(|(p, o)| &o.service == service && !manifests.contains_key(*p))
             .map(|(p, _)| p.clone())
             .collect();
-        let mut changes = Vec::new();
+        let mut batch = Batch::default();
         for (path, balancer) in manifests {
-            changes.extend(self.write(&path, balancer)?);
+            batch.record(self.write(&path, balancer));
         }
         for path in gone {
-            changes.extend(self.delete(&path)?);
+            batch.record(self.delete(&path));
         }
-        Ok(changes)
+        batch
     }
 
     /// Writes one manifest when its bytes differ from the file's, continuing its generation.

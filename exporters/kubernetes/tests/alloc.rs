@@ -253,3 +253,22 @@ fn an_address_in_two_statuses_is_reported_on_the_newer_service() {
         AllocReason::DuplicateLoadBalancerIP
     );
 }
+
+#[test]
+fn an_address_written_but_not_yet_watched_is_not_given_again() {
+    let mut alloc = allocator(&["public=198.51.100.0/30"], 0);
+    let now = Instant::now();
+    let a = service("shop", "a", &[80], 1);
+    let plan = alloc.plan(std::slice::from_ref(&a), &RenderConfig::default(), now);
+    let given = plan.assignments[0].new[0];
+    alloc.confirm(&plan.assignments[0].service, given, now);
+    // The watch has not shown a's new status yet; b must not get the same address.
+    let b = service("shop", "b", &[80], 2);
+    let plan = alloc.plan([&a, &b], &RenderConfig::default(), now);
+    let b_plan = plan
+        .assignments
+        .iter()
+        .find(|p| p.service.name == "b")
+        .unwrap();
+    assert_ne!(b_plan.new[0], given);
+}

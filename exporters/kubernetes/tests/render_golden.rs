@@ -48,7 +48,7 @@ fn check_case(case: &str, config: &RenderConfig) {
     let rendered = render::render(&dump.services, &dump.slices, config, &BTreeMap::new());
     let out = tempfile::tempdir().unwrap();
     let mut writer = Writer::open(out.path(), None).unwrap();
-    writer.sync(rendered.manifests).unwrap();
+    writer.sync(rendered.manifests).into_result().unwrap();
     let actual = files_under(out.path());
     let problems: String = rendered
         .problems
