@@ -578,8 +578,28 @@ pub fn service_spec(key: &ServiceKey, config: &ServiceConfig) -> Vec<ServiceAttr
         mask: u32::MAX,
     });
     attrs.push(ServiceAttr::Timeout(config.timeout));
-    attrs.push(ServiceAttr::Netmask(config.netmask));
+    attrs.push(ServiceAttr::Netmask(netmask_to_wire(
+        key.family(),
+        config.netmask,
+    )));
     attrs
+}
+
+/// The model holds an IPv4 persistence netmask as the mask's numeric value (`0xffffff00` for
+/// `/24`); on the wire it is a `__be32`, so its bytes are the dotted mask in network order.
+/// An IPv6 netmask is a prefix length, a plain u32 both ways.
+fn netmask_to_wire(family: Family, netmask: u32) -> u32 {
+    match family {
+        Family::V4 => u32::from_ne_bytes(netmask.to_be_bytes()),
+        Family::V6 => netmask,
+    }
+}
+
+fn netmask_from_wire(family: Family, wire: u32) -> u32 {
+    match family {
+        Family::V4 => u32::from_be_bytes(wire.to_ne_bytes()),
+        Family::V6 => wire,
+    }
 }
 
 /// The attributes that identify a destination within a service; the family is always sent so
@@ -857,7 +877,7 @@ pub fn virtual_service(attrs: &[ServiceAttr]) -> Result<VirtualService, ModelErr
             scheduler,
             flags: flags.ok_or(missing("FLAGS"))? & !FLAG_HASHED,
             timeout: timeout.ok_or(missing("TIMEOUT"))?,
-            netmask: netmask.ok_or(missing("NETMASK"))?,
+            netmask: netmask_from_wire(key.family(), netmask.ok_or(missing("NETMASK"))?),
             pe_name: pe.unwrap_or_default(),
         },
         destinations: Vec::new(),
@@ -1252,6 +1272,46 @@ mod tests {
         let again = virtual_service(&spec).expect("model");
         assert_eq!(again.key, svc.key);
         assert_eq!(again.config, svc.config);
+    }
+
+    #[test]
+    fn ipv4_netmask_is_big_endian_on_the_wire_ipv6_a_prefix() {
+        let inet4 = ServiceKey::Inet {
+            protocol: Protocol::Tcp,
+            vip: v4("198.51.100.3"),
+            port: 80,
+        };
+        let mut config = ServiceConfig {
+            scheduler: Scheduler::Wlc,
+            flags: 1,
+            timeout: 300,
+            netmask: 0xffff_ff00,
+            pe_name: String::new(),
+        };
+        let msg = IpvsMessage::new(
+            Command::NewService,
+            vec![IpvsAttr::Service(service_spec(&inet4, &config))],
+        );
+        let mut buf = Vec::new();
+        msg.encode(&mut buf, 0x24, 0, 1);
+        let tail = &buf[buf.len() - 8..];
+        assert_eq!(tail, &[8, 0, 9, 0, 0xff, 0xff, 0xff, 0x00]);
+        assert_eq!(
+            virtual_service(service_attrs(&msg).expect("service"))
+                .expect("model")
+                .config
+                .netmask,
+            0xffff_ff00
+        );
+        let v6 = ServiceKey::Inet {
+            protocol: Protocol::Tcp,
+            vip: v4("2001:db8::3"),
+            port: 80,
+        };
+        config.netmask = 64;
+        let spec = service_spec(&v6, &config);
+        assert_eq!(spec.last(), Some(&ServiceAttr::Netmask(64)));
+        assert_eq!(virtual_service(&spec).expect("model").config.netmask, 64);
     }
 
     #[test]
