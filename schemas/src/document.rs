@@ -4,7 +4,7 @@
 //! Pure: no I/O here (see `crate::load`). Dispatch reads `apiVersion` and `kind` from the tree
 //! before any typed conversion, so a future `balanced.io/v2` is one more match arm.
 
-use std::collections::BTreeMap;
+use std::collections::HashMap;
 use std::path::{Path, PathBuf};
 
 use crate::diagnostic::{Diagnostic, Position};
@@ -47,12 +47,14 @@ impl Manifest {
 
 /// Where each field of a document was written, by field path: `spec.vip`,
 /// `spec.services[1].backends[0].port`. The document itself is the empty path.
+///
+/// A lookup index only (never iterated), hence hash maps.
 #[derive(Debug, Clone, PartialEq, Eq, Default)]
 pub struct Positions {
     /// Where each value starts.
-    by_path: BTreeMap<String, Position>,
+    by_path: HashMap<String, Position>,
     /// Where the key of each mapping entry starts.
-    keys: BTreeMap<String, Position>,
+    keys: HashMap<String, Position>,
 }
 
 impl Positions {
