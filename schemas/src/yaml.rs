@@ -680,6 +680,25 @@ mod tests {
     }
 
     #[test]
+    fn crlf_and_a_byte_order_mark_keep_positions_and_tabs_are_refused() {
+        let crlf: Outer = from_str("\u{feff}name: x\r\nitems:\r\n  - port: 1\r\n").unwrap();
+        assert_eq!(
+            crlf.items,
+            [Inner {
+                port: 1,
+                note: None
+            }]
+        );
+        let bad = err::<Outer>("name: x\r\nitems:\r\n  - port: 1\r\n    nope: 2\r\n");
+        assert!(
+            bad.starts_with("4:5: items[0]: unknown field `nope`"),
+            "{bad}"
+        );
+        let tabs = parse_documents("a:\n\tb: 1\n").unwrap_err();
+        assert_eq!(tabs.position.map(|p| p.line), Some(2), "{tabs}");
+    }
+
+    #[test]
     fn round_trip_through_to_string() {
         #[derive(Debug, Serialize, Deserialize, PartialEq)]
         struct P {
