@@ -8,22 +8,25 @@
 # Debian's busybox ash runs its own applets before $PATH; its `ip` has no netns support.
 ip() { /usr/sbin/ip "$@"; }
 
+# plain log lines (tracing's colours only get in the way in failure reports)
+export NO_COLOR=1
 stamp() { echo "T+$(cut -d' ' -f1 /proc/uptime)s $*"; }
 pass() { echo "PASS: $1"; }
 # fail NAME EXPECTED SEEN
 fail() {
   echo "FAIL: $1"
   printf '%s\n' "$2" | sed 's/^/    expected: /'
-  printf '%s\n' "$3" | sed 's/^/    seen:     /'
+  printf '%s\n' "$3" | sed 's/\x1b\[[0-9;]*m//g; s/^/    seen:     /'
 }
 # check NAME CMD...: PASS when CMD succeeds.
 check() { n=$1; shift; if "$@"; then pass "$n"; else fail "$n" "command succeeds: $*" "exit status $?"; fi; }
 # check_eq NAME EXPECTED SEEN
+not() { ! "$@"; }
 check_eq() { if [ "$2" = "$3" ]; then pass "$1"; else fail "$1" "$2" "$3"; fi; }
 
 # emit_file NAME PATH: send a text file to the host (lands in $VM_DIR/out/NAME).
 emit_file() {
-  { echo "@@FILE $1"; cat "$2"; echo; echo "@@END"; } > /dev/ttyS1
+  { echo "@@FILE $1"; cat "$2"; [ -n "$(tail -c1 "$2")" ] && echo; echo "@@END"; } > /dev/ttyS1
 }
 
 # wait_until SECONDS CMD...: poll every 0.2 s until CMD succeeds; status 1 on timeout.
@@ -64,6 +67,7 @@ bal_resync() { kill -HUP "$BAL_RUN_PID"; }
 ipvs_save() { ipvsadm -Sn; }
 # Destinations in the kernel's list order (what mh builds its table from).
 ipvs_order() { ipvsadm -Ln --nosort | awk '/^(TCP|UDP|SCTP|FWM)/{s=$2} /->/ && $2 != "RemoteAddress:Port" {print s, $2, $3, $4}'; }
+has_addr() { link_addrs | grep -qx "$1"; }
 link_addrs() { ip -o addr show dev "${1:-balanced0}" 2>/dev/null | awk '{print $4}' | sort; }
 
 # reset_node: a clean slate between scenarios (flush IPVS, remove the VIP link, state dir).
@@ -73,4 +77,62 @@ reset_node() {
   ip link del balanced0 2>/dev/null
   rm -rf "$BAL_STATE" "$BAL_STATE.run.log"
   mkdir -p "$BAL_STATE"
+}
+
+# traced OPS_FILE CMD...: run CMD (`bal ...` too) under strace; OPS_FILE gets the node-changing
+# requests it made (see /vm/netlink-ops.awk), in order. Returns CMD's status.
+traced() {
+  ops=$1; shift
+  if [ "$1" = bal ]; then
+    shift; c=$1; shift
+    set -- balanced "$c" --config "$BAL_CONFIG" --state-dir "$BAL_STATE" "$@"
+  fi
+  strace -f -yy -xx -s 65536 -e trace=sendmsg,sendto,openat -e write=all -o "$ops.strace" "$@"
+  rc=$?
+  awk -f /vm/netlink-ops.awk "$ops.strace" > "$ops"
+  return $rc
+}
+
+# check_golden NAME FILE ACTUAL: ACTUAL must equal /vm/expected/FILE (tests/vm/guest/expected).
+# With BLESS=1 the actual content is sent to the host, which rewrites the golden file.
+check_golden() {
+  if [ "${BLESS:-0}" = 1 ]; then
+    emit_file "golden-$2" "$3"; pass "$1 (blessed $2)"; return
+  fi
+  if [ ! -f "/vm/expected/$2" ]; then
+    fail "$1" "golden file tests/vm/guest/expected/$2 (BLESS=1 tests/vm/run writes it)" "$(cat "$3")"
+  elif cmp -s "/vm/expected/$2" "$3"; then pass "$1"
+  else fail "$1" "$(cat "/vm/expected/$2")" "$(cat "$3")"
+  fi
+}
+
+# check_exit NAME EXPECTED_STATUS STATUS OUTPUT_FILE
+check_exit() {
+  if [ "$2" = "$3" ]; then pass "$1"
+  else fail "$1" "exit status $2" "exit status $3; output: $(tail -15 "$4")"
+  fi
+}
+
+# owned_save: the lines of `ipvsadm -Sn` inside the lane's VIP ranges, sorted (services come in
+# hash order from ipvsadm; destinations are sorted by it).
+owned_save() { ipvsadm -Sn | grep -e ' 198\.51\.100\.' -e ' \[2001:db8:100:' -e '^-[Aa] -f 1[0-9][0-9] ' | sort; }
+# foreign_save: everything else.
+foreign_save() { ipvsadm -Sn | grep -v -e ' 198\.51\.100\.' -e ' \[2001:db8:100:' -e '^-[Aa] -f 1[0-9][0-9] ' | sort; }
+# same_as FILE: does owned_save equal FILE's content (sorted)?
+same_as() { [ "$(owned_save)" = "$(sort "$1")" ]; }
+
+# manifest FILE NAME VIP SERVICES_YAML: write a Balancer manifest (SERVICES_YAML is the list
+# under spec.services, indented by two spaces).
+manifest() {
+  mkdir -p "$(dirname "$1")"
+  { echo "apiVersion: balanced.io/v1"
+    echo "kind: Balancer"
+    echo "metadata:"
+    echo "  name: $2"
+    echo "  source: manual"
+    echo "spec:"
+    echo "  vip: \"$3\""
+    echo "  services:"
+    printf '%s\n' "$4"
+  } > "$1.tmp" && mv "$1.tmp" "$1"
 }
