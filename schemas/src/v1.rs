@@ -68,6 +68,10 @@ pub struct BalancerSpec {
 /// One IPVS virtual service: `protocol` + `port`, or `fwmark`.
 #[derive(Debug, Clone, PartialEq, Eq, Serialize, Deserialize, JsonSchema)]
 #[serde(rename_all = "camelCase", deny_unknown_fields)]
+#[schemars(extend("oneOf" = [
+    {"required": ["protocol", "port"], "not": {"required": ["fwmark"]}},
+    {"required": ["fwmark"], "not": {"anyOf": [{"required": ["protocol"]}, {"required": ["port"]}]}}
+]))]
 pub struct VirtualService {
     /// `TCP`, `UDP` or `SCTP`, with `port`; absent on fwmark services.
     #[serde(default, skip_serializing_if = "Option::is_none")]
