@@ -27,13 +27,9 @@ pub fn render_plan(plan: &Plan, observed: &NodeState) -> String {
     if plan.actions.is_empty() && plan.held.is_empty() && plan.waiting.is_empty() {
         return out;
     }
-    let mut before = touched(plan, observed);
+    let before = touched(plan, observed);
     let mut after = before.clone();
-    for action in &plan.actions {
-        // A refused action shows as no change in the diff; executing it reports the errno.
-        let _ = apply_action(&mut after, action);
-    }
-    render_groups(&mut out, plan, &mut before);
+    render_groups(&mut out, plan, &mut after);
     if !plan.held.is_empty() {
         let _ = writeln!(
             out,
@@ -175,11 +171,13 @@ fn group_of(action: &Action) -> Group {
     }
 }
 
-/// The actions by group, each with its `old → new` taken from the state as the plan goes
-/// (`state` is advanced action by action).
+/// The actions by group, each with its `old → new` taken from the state as the plan goes:
+/// `state` is advanced action by action and ends as the state after the plan (a refused action
+/// shows as no change there; executing it reports the errno).
 fn render_groups(out: &mut String, plan: &Plan, state: &mut NodeState) {
     let mut groups: BTreeMap<Group, Vec<String>> = BTreeMap::new();
     let mut last_service: BTreeMap<Group, ServiceKey> = BTreeMap::new();
+    let mut created = BTreeSet::new();
     for action in &plan.actions {
         let group = group_of(action);
         let lines = groups.entry(group).or_default();
@@ -188,11 +186,22 @@ fn render_groups(out: &mut String, plan: &Plan, state: &mut NodeState) {
             | Action::SetDestination { service, .. }
             | Action::DelDestination { service, .. } => {
                 if last_service.get(&group) != Some(service) {
-                    lines.push(format!("  {service}"));
+                    lines.push(format!("  service {service}"));
                 }
                 lines.push(format!("      {}", describe_change(action, state)));
             }
+            Action::SetService { key, config }
+                if created.contains(key) && config.scheduler == Scheduler::Mh =>
+            {
+                lines.push(format!(
+                    "  {}  (filled first: the mh table is built once)",
+                    describe_change(action, state)
+                ));
+            }
             _ => lines.push(format!("  {}", describe_change(action, state))),
+        }
+        if let Action::AddService { key, .. } = action {
+            created.insert(*key);
         }
         if let Some(key) = service_of(action) {
             last_service.insert(group, key);
@@ -288,7 +297,26 @@ fn describe_change(action: &Action, state: &NodeState) -> String {
                 ),
             }
         }
-        Action::DelDestination { destination, .. } => format!("- destination {destination}"),
+        Action::DelDestination {
+            service,
+            destination,
+        } => {
+            let old = state
+                .services
+                .get(service)
+                .and_then(|s| s.destinations.iter().find(|d| d.key == *destination));
+            match old {
+                Some(d) if d.active_connections == 0 => {
+                    format!("- destination {destination}  (no active connections)")
+                }
+                Some(d) => format!(
+                    "- destination {destination}  (drain timeout passed with {} active connection{})",
+                    d.active_connections,
+                    if d.active_connections == 1 { "" } else { "s" }
+                ),
+                None => format!("- destination {destination}"),
+            }
+        }
         Action::SetSysctl { name, value } => match state.sysctls.get(name) {
             Some(old) => format!("~ sysctl {name}: {} → {value}", old.trim()),
             None => format!("~ sysctl {name}: (unknown) → {value}"),
@@ -452,7 +480,7 @@ fn hold_reason(reason: &HoldReason) -> String {
         crate::plan::DeletionClass::Destinations => "destinations",
     };
     format!(
-        "{} {what} to delete of {} owned exceeds maxDeletions.{what} {} (allows {}):",
+        "{} of {} owned {what} would go; maxDeletions.{what} {} allows {}:",
         reason.deletions, reason.owned, reason.limit, reason.allowed
     )
 }

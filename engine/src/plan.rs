@@ -536,7 +536,9 @@ fn create_service(want: &VirtualService) -> ServiceChange<'_> {
     let switch_to_mh = want.config.scheduler == Scheduler::Mh && canonical.len() > 1;
     let mut create = want.config.clone();
     if switch_to_mh {
+        // The mh flags mean nothing to rr; they come with the switch.
         create.scheduler = Scheduler::Rr;
+        create.flags &= !SCHEDULER_FLAGS;
     }
     let mut tail: Vec<Action> = canonical
         .iter()
@@ -645,6 +647,9 @@ fn update_service<'a>(want: &'a VirtualService, have: &'a VirtualService) -> Ser
         .collect();
     change
 }
+
+/// `IP_VS_SVC_F_SCHED1..3`: their meaning belongs to the scheduler.
+const SCHEDULER_FLAGS: u32 = 0x38;
 
 /// Equal as the kernel would report them, ignoring the internal `hashed` flag.
 fn same_service(want: &ServiceConfig, have: &ServiceConfig) -> bool {
