@@ -6,8 +6,15 @@
 //! services, the node's VIP and mark ranges). [`validate_paths`] does all three for
 //! `balanced validate`. Every problem is a [`Diagnostic`] printed `path:line:col: message`.
 //!
+//! A file with any error must not be applied as a whole (the engine keeps its last-known-good
+//! version); a syntax error anywhere in a file yields that one error and no documents.
 //! A `NodeConfig` document belongs in the node's config file (`--config`): one found among
 //! the manifests is an error, so it cannot be silently ignored.
+//!
+//! Modules: [`yaml`] (the only one that names serde-saphyr), [`document`] (dispatch on
+//! `apiVersion`/`kind`, typed documents, positions), [`validate`] (per-document rules),
+//! [`check`] (rules across the set), [`load`] (the file system), [`schema`] (JSON Schema),
+//! [`diagnostic`], and the [`v1`] types.
 
 pub mod check;
 pub mod diagnostic;

@@ -129,7 +129,7 @@ fn read_text(path: &Path) -> Result<String, Diagnostic> {
     let file = fs::File::open(path).map_err(|e| file_error(format!("cannot read: {e}")))?;
     let mut bytes = Vec::new();
     let cap = u64::try_from(MAX_FILE_BYTES).unwrap_or(u64::MAX);
-    file.take(cap + 1)
+    file.take(cap.saturating_add(1))
         .read_to_end(&mut bytes)
         .map_err(|e| file_error(format!("cannot read: {e}")))?;
     if bytes.len() > MAX_FILE_BYTES {
