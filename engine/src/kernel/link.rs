@@ -77,10 +77,10 @@ impl LinkClient {
         let acks = match self.find(name)? {
             None => self
                 .socket
-                .batch(1, |_, out, seq| rtnl::encode_create_dummy(out, name, seq))?,
+                .batch(1, |_, out, seq| rtnl::encode_create_dummy(out, name, seq)),
             Some(link) if !link.up => self
                 .socket
-                .batch(1, |_, out, seq| rtnl::encode_set_up(out, link.index, seq))?,
+                .batch(1, |_, out, seq| rtnl::encode_set_up(out, link.index, seq)),
             Some(_) => return Ok(()),
         };
         match acks.first() {
@@ -97,11 +97,7 @@ impl LinkClient {
     }
 
     /// Adds (`add`) or deletes host addresses on link `index`, pipelined; one ack each.
-    pub fn change_addresses(
-        &mut self,
-        index: u32,
-        changes: &[(bool, IpAddr)],
-    ) -> Result<Vec<Ack>, SocketError> {
+    pub fn change_addresses(&mut self, index: u32, changes: &[(bool, IpAddr)]) -> Vec<Ack> {
         self.socket.batch(changes.len(), |i, out, seq| {
             let (add, address) = changes[i];
             rtnl::encode_address(out, add, index, &address, seq)

@@ -15,6 +15,7 @@ pub mod socket;
 pub mod sysctl;
 
 use std::collections::BTreeMap;
+use std::net::IpAddr;
 
 use balanced_schemas::v1::Encapsulation;
 
@@ -38,15 +39,9 @@ pub struct KernelDataplane {
 impl KernelDataplane {
     /// Connects to IPVS and rtnetlink in the current network namespace.
     pub fn connect() -> Result<Self, DataplaneError> {
-        let ipvs = IpvsClient::connect().map_err(|e| match e {
-            ConnectError::NotAvailable | ConnectError::NotPermitted => DataplaneError::Kernel {
-                context: e.to_string(),
-                errno: Errno(e.errno()),
-            },
-            other => DataplaneError::Kernel {
-                errno: Errno(other.errno()),
-                context: other.to_string(),
-            },
+        let ipvs = IpvsClient::connect().map_err(|e: ConnectError| DataplaneError::Kernel {
+            errno: Errno(e.errno()),
+            context: e.to_string(),
         })?;
         let link = LinkClient::open().map_err(|e| DataplaneError::Kernel {
             context: "opening an rtnetlink socket".into(),
@@ -68,60 +63,47 @@ impl KernelDataplane {
         self.ipvs.version
     }
 
-    fn address_changes(&mut self, run: &[(usize, &Action)]) -> Vec<Result<(), ActionError>> {
-        // One link lookup per interface name, then the changes pipelined.
-        let mut indexes: BTreeMap<&str, Result<u32, SocketError>> = BTreeMap::new();
-        for (_, action) in run {
-            let name = address_change(action).map(|c| c.0).unwrap_or_default();
-            if !indexes.contains_key(name) {
-                let index = match self.link.find(name) {
-                    Ok(Some(link)) => Ok(link.index),
-                    Ok(None) => Err(SocketError::Kernel {
-                        errno: libc::ENODEV,
-                        message: None,
-                    }),
-                    Err(e) => Err(e),
-                };
-                indexes.insert(name, index);
-            }
-        }
+    /// Address changes, pipelined per link after one lookup of each link's index.
+    fn address_changes(&mut self, run: &[Action]) -> Vec<Result<(), ActionError>> {
         let mut results: Vec<Option<Result<(), ActionError>>> = vec![None; run.len()];
-        for (name, index) in &indexes {
-            let members: Vec<usize> = (0..run.len())
-                .filter(|i| address_change(run[*i].1).map(|c| c.0) == Some(*name))
-                .collect();
-            let outcome = match index {
-                Ok(index) => {
-                    let changes: Vec<(bool, std::net::IpAddr)> = members
-                        .iter()
-                        .filter_map(|i| address_change(run[*i].1).map(|c| (c.1, c.2)))
-                        .collect();
-                    self.link.change_addresses(*index, &changes)
-                }
-                Err(e) => Err(SocketError::Kernel {
-                    errno: e.errno(),
-                    message: None,
-                }),
-            };
-            for (n, i) in members.iter().enumerate() {
-                let action = run[*i].1;
-                results[*i] = Some(match &outcome {
-                    Ok(acks) => ack_result(action, acks.get(n)),
-                    Err(e) => Err(action_error(action, e.errno(), Some(e.to_string()))),
-                });
+        let mut by_link: BTreeMap<&str, Vec<usize>> = BTreeMap::new();
+        for (i, action) in run.iter().enumerate() {
+            if let Some((name, _, _)) = address_change(action) {
+                by_link.entry(name).or_default().push(i);
             }
         }
-        results
-            .into_iter()
-            .map(|r| r.unwrap_or_else(|| Err(action_error(run[0].1, libc::EPROTO, None))))
-            .collect()
+        for (name, members) in by_link {
+            let index = match self.link.find(name) {
+                Ok(Some(link)) => link.index,
+                found => {
+                    let (errno, detail) = match found {
+                        Err(e) => (e.errno(), socket_detail(&e)),
+                        _ => (libc::ENODEV, Some(format!("no link {name}"))),
+                    };
+                    for i in members {
+                        results[i] = Some(Err(action_error(&run[i], errno, detail.clone())));
+                    }
+                    continue;
+                }
+            };
+            let changes: Vec<(bool, IpAddr)> = members
+                .iter()
+                .filter_map(|i| address_change(&run[*i]).map(|(_, add, a)| (add, a)))
+                .collect();
+            let acks = self.link.change_addresses(index, &changes);
+            for (n, i) in members.into_iter().enumerate() {
+                results[i] = Some(ack_result(&run[i], acks.get(n)));
+            }
+        }
+        complete(run, results)
     }
 
-    fn ipvs_requests(&mut self, run: &[(usize, &Action)]) -> Vec<Result<(), ActionError>> {
+    /// IPVS requests, pipelined; those the kernel cannot do are refused before sending.
+    fn ipvs_requests(&mut self, run: &[Action]) -> Vec<Result<(), ActionError>> {
         let mut results: Vec<Option<Result<(), ActionError>>> = vec![None; run.len()];
         let mut messages: Vec<IpvsMessage> = Vec::new();
         let mut sent: Vec<usize> = Vec::new();
-        for (i, (_, action)) in run.iter().enumerate() {
+        for (i, action) in run.iter().enumerate() {
             if let Some(missing) = self.missing_feature(action) {
                 results[i] = Some(Err(action_error(action, libc::EOPNOTSUPP, Some(missing))));
             } else if let Some(m) = codec::request_for(action) {
@@ -130,23 +112,11 @@ impl KernelDataplane {
             }
         }
         let refs: Vec<&IpvsMessage> = messages.iter().collect();
-        match self.ipvs.execute(&refs) {
-            Ok(acks) => {
-                for (n, i) in sent.iter().enumerate() {
-                    results[*i] = Some(ack_result(run[*i].1, acks.get(n)));
-                }
-            }
-            Err(e) => {
-                for i in &sent {
-                    results[*i] =
-                        Some(Err(action_error(run[*i].1, e.errno(), Some(e.to_string()))));
-                }
-            }
+        let acks = self.ipvs.execute(&refs);
+        for (n, i) in sent.into_iter().enumerate() {
+            results[i] = Some(ack_result(&run[i], acks.get(n)));
         }
-        results
-            .into_iter()
-            .map(|r| r.unwrap_or_else(|| Err(action_error(run[0].1, libc::EPROTO, None))))
-            .collect()
+        complete(run, results)
     }
 
     /// Tunnel types the running kernel cannot do. Kernels before 5.2 ignore the tunnel
@@ -186,20 +156,42 @@ impl KernelDataplane {
                 action_error(action, errno, detail)
             }),
             other => {
-                let run = [(0, other)];
+                let run = std::slice::from_ref(other);
                 let mut results = if address_change(other).is_some() {
-                    self.address_changes(&run)
+                    self.address_changes(run)
                 } else {
-                    self.ipvs_requests(&run)
+                    self.ipvs_requests(run)
                 };
-                results.pop().unwrap_or(Ok(()))
+                results
+                    .pop()
+                    .unwrap_or_else(|| Err(action_error(other, libc::EPROTO, None)))
             }
         }
     }
 }
 
+/// Every action of a run has its result; one left without is a bug reported as `EPROTO`.
+fn complete(
+    run: &[Action],
+    results: Vec<Option<Result<(), ActionError>>>,
+) -> Vec<Result<(), ActionError>> {
+    results
+        .into_iter()
+        .zip(run)
+        .map(|(r, action)| {
+            r.unwrap_or_else(|| {
+                Err(action_error(
+                    action,
+                    libc::EPROTO,
+                    Some("no result was recorded".into()),
+                ))
+            })
+        })
+        .collect()
+}
+
 /// `(interface, add, address)` of an address action.
-fn address_change(action: &Action) -> Option<(&str, bool, std::net::IpAddr)> {
+fn address_change(action: &Action) -> Option<(&str, bool, IpAddr)> {
     match action {
         Action::AddAddress { interface, address } => Some((interface, true, *address)),
         Action::DelAddress { interface, address } => Some((interface, false, *address)),
@@ -405,10 +397,10 @@ impl Dataplane for KernelDataplane {
                     end += 1;
                 }
             }
-            let run: Vec<(usize, &Action)> = actions[start..end].iter().enumerate().collect();
+            let run = &actions[start..end];
             match kind {
-                Channel::Ipvs => results.extend(self.ipvs_requests(&run)),
-                Channel::Address => results.extend(self.address_changes(&run)),
+                Channel::Ipvs => results.extend(self.ipvs_requests(run)),
+                Channel::Address => results.extend(self.address_changes(run)),
                 Channel::Single => results.push(self.single(&actions[start])),
             }
             start = end;

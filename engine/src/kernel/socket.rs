@@ -116,13 +116,14 @@ impl NetlinkSocket {
     }
 
     /// Sends `count` requests, many per `sendmsg`; `encode(i, out, sequence)` appends request
-    /// `i` with `NLM_F_ACK` set. Returns each request's ack in order: a failing request never
-    /// stops the later ones (the kernel processes every message of a batch).
+    /// `i` with `NLM_F_ACK` set. Returns one ack per request, in order: a failing request never
+    /// stops the later ones (the kernel processes every message of a batch). A request whose
+    /// ack never came because the socket failed gets an ack carrying the socket's errno.
     pub fn batch(
         &mut self,
         count: usize,
         mut encode: impl FnMut(usize, &mut Vec<u8>, u32),
-    ) -> Result<Vec<Ack>, SocketError> {
+    ) -> Vec<Ack> {
         let mut acks: Vec<Option<Ack>> = vec![None; count];
         let mut start = 0;
         let mut out = Vec::new();
@@ -134,25 +135,44 @@ impl NetlinkSocket {
                 let sequence = self.next_sequence();
                 encode(i, &mut out, sequence);
             }
-            self.send(&out)?;
-            let mut pending = end - start;
-            while pending > 0 {
-                let len = self.receive()?;
-                for m in netlink::messages(&self.buffer[..len])? {
-                    if m.header.kind != NLMSG_ERROR {
-                        continue;
-                    }
-                    let ack = netlink::parse_ack(&m.header, m.payload)?;
-                    let index = ack.sequence.wrapping_sub(first) as usize;
-                    if index < end - start && acks[start + index].is_none() {
-                        acks[start + index] = Some(ack);
-                        pending -= 1;
-                    }
+            let chunk = &mut acks[start..end];
+            if let Err(e) = self.collect_acks(&out, first, chunk) {
+                for (n, slot) in chunk.iter_mut().enumerate() {
+                    slot.get_or_insert_with(|| Ack {
+                        sequence: first.wrapping_add(n as u32),
+                        errno: e.errno(),
+                        message: Some(format!("no answer from the kernel: {e}")),
+                    });
                 }
             }
             start = end;
         }
-        Ok(acks.into_iter().flatten().collect())
+        acks.into_iter().flatten().collect()
+    }
+
+    fn collect_acks(
+        &mut self,
+        out: &[u8],
+        first: u32,
+        acks: &mut [Option<Ack>],
+    ) -> Result<(), SocketError> {
+        self.send(out)?;
+        let mut pending = acks.len();
+        while pending > 0 {
+            let len = self.receive()?;
+            for m in netlink::messages(&self.buffer[..len])? {
+                if m.header.kind != NLMSG_ERROR {
+                    continue;
+                }
+                let ack = netlink::parse_ack(&m.header, m.payload)?;
+                let index = ack.sequence.wrapping_sub(first) as usize;
+                if let Some(slot @ None) = acks.get_mut(index) {
+                    *slot = Some(ack);
+                    pending -= 1;
+                }
+            }
+        }
+        Ok(())
     }
 
     /// Sends one request expecting replies (a dump with `NLM_F_DUMP`, or a single answer), and

@@ -168,7 +168,7 @@ impl IpvsClient {
     }
 
     /// Sends `messages` pipelined (many per `sendmsg`), one ack each, in order.
-    pub fn execute(&mut self, messages: &[&IpvsMessage]) -> Result<Vec<Ack>, SocketError> {
+    pub fn execute(&mut self, messages: &[&IpvsMessage]) -> Vec<Ack> {
         let family = self.family;
         self.socket.batch(messages.len(), |i, out, seq| {
             messages[i].encode(out, family, NLM_F_REQUEST | NLM_F_ACK, seq)
