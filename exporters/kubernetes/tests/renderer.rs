@@ -1,0 +1,165 @@
+//! The render loop's core without an API server: last good configuration across invalid
+//! annotations and restarts, Warning Events raised once, and only the touched Service's file
+//! rewritten when one EndpointSlice changes.
+
+use balanced_exporter::config::RenderConfig;
+use balanced_exporter::fixtures::{service, slice, with_annotation, with_ingress};
+use balanced_exporter::run::Renderer;
+use balanced_exporter::watch::{Cache, Input};
+use balanced_exporter::writer::Writer;
+use k8s_openapi::api::core::v1::Service;
+use k8s_openapi::api::discovery::v1::EndpointSlice;
+use kube::runtime::watcher::Event;
+
+fn synced(dir: &std::path::Path, services: Vec<Service>, slices: Vec<EndpointSlice>) -> Renderer {
+    let mut renderer = Renderer::new(
+        RenderConfig::default(),
+        Cache::new(&[]),
+        Writer::open(dir, None).unwrap(),
+    );
+    renderer.apply(Input::Service(0, Box::new(Event::Init)));
+    for s in services {
+        renderer.apply(Input::Service(0, Box::new(Event::InitApply(s))));
+    }
+    renderer.apply(Input::Service(0, Box::new(Event::InitDone)));
+    assert!(
+        renderer.flush().batch.changes.is_empty(),
+        "rendered before the EndpointSlices were listed"
+    );
+    renderer.apply(Input::Slice(0, Box::new(Event::Init)));
+    for s in slices {
+        renderer.apply(Input::Slice(0, Box::new(Event::InitApply(s))));
+    }
+    renderer.apply(Input::Slice(0, Box::new(Event::InitDone)));
+    renderer
+}
+
+fn web(annotation: Option<&str>) -> Service {
+    let svc = with_ingress(service("shop", "web", &[80], 1), &["198.51.100.10"]);
+    match annotation {
+        Some(scheduler) => with_annotation(svc, "balanced.io/scheduler", scheduler),
+        None => svc,
+    }
+}
+
+fn backends(n: usize) -> EndpointSlice {
+    let addresses: Vec<String> = (1..=n).map(|i| format!("10.244.0.{i}")).collect();
+    slice("shop", "web", "a", &[80], &addresses)
+}
+
+#[test]
+fn an_invalid_annotation_keeps_the_last_good_configuration_while_backends_follow() {
+    let dir = tempfile::tempdir().unwrap();
+    let file = dir.path().join("shop/web.yaml");
+    let mut renderer = synced(dir.path(), vec![web(Some("rr"))], vec![backends(1)]);
+    let flush = renderer.flush();
+    assert_eq!(flush.batch.changes.len(), 1);
+    assert!(flush.notices.is_empty());
+
+    renderer.apply(Input::Service(0, Box::new(Event::Apply(web(Some("hrw"))))));
+    let flush = renderer.flush();
+    assert!(
+        flush.batch.changes.is_empty(),
+        "the configuration must not change"
+    );
+    assert_eq!(flush.notices.len(), 1);
+    assert_eq!(flush.notices[0].reason, "InvalidAnnotation");
+    assert!(
+        flush.notices[0]
+            .note
+            .contains("the last good configuration stays in force"),
+        "{}",
+        flush.notices[0].note
+    );
+
+    // Backends still follow; the problem is not reported again.
+    renderer.apply(Input::Slice(0, Box::new(Event::Apply(backends(2)))));
+    let flush = renderer.flush();
+    assert_eq!(flush.batch.changes.len(), 1);
+    assert!(flush.notices.is_empty());
+    let text = std::fs::read_to_string(&file).unwrap();
+    assert!(
+        text.contains("scheduler: rr") && text.contains("10.244.0.2"),
+        "{text}"
+    );
+
+    // After a restart the last good configuration comes from the file on disk.
+    drop(renderer);
+    let mut renderer = synced(dir.path(), vec![web(Some("hrw"))], vec![backends(3)]);
+    let flush = renderer.flush();
+    assert_eq!(flush.notices.len(), 1);
+    let text = std::fs::read_to_string(&file).unwrap();
+    assert!(
+        text.contains("scheduler: rr") && text.contains("10.244.0.3"),
+        "{text}"
+    );
+    assert!(text.contains("generation: 3"), "{text}");
+}
+
+#[test]
+fn one_slice_change_rewrites_only_its_services_file() {
+    let dir = tempfile::tempdir().unwrap();
+    let services: Vec<Service> = (0..20)
+        .map(|i| {
+            with_ingress(
+                service("shop", &format!("s{i}"), &[80], i),
+                &[&format!("198.51.100.{i}")],
+            )
+        })
+        .collect();
+    let slices: Vec<EndpointSlice> = (0..20)
+        .map(|i| {
+            slice(
+                "shop",
+                &format!("s{i}"),
+                "a",
+                &[80],
+                &[format!("10.244.{i}.1")],
+            )
+        })
+        .collect();
+    let mut renderer = synced(dir.path(), services, slices);
+    let flush = renderer.flush();
+    assert_eq!(flush.batch.changes.len(), 20);
+    assert_eq!(flush.services_rendered, 20);
+    let modified = |name: &str| {
+        std::fs::metadata(dir.path().join(format!("shop/{name}.yaml")))
+            .unwrap()
+            .modified()
+            .unwrap()
+    };
+    let before = modified("s3");
+
+    let grown = slice(
+        "shop",
+        "s7",
+        "a",
+        &[80],
+        &["10.244.7.1".to_owned(), "10.244.7.2".to_owned()],
+    );
+    renderer.apply(Input::Slice(0, Box::new(Event::Apply(grown))));
+    let flush = renderer.flush();
+    assert_eq!(flush.services_rendered, 1);
+    let paths: Vec<&str> = flush
+        .batch
+        .changes
+        .iter()
+        .map(|c| c.path.as_str())
+        .collect();
+    assert_eq!(paths, vec!["shop/s7.yaml"]);
+    assert_eq!(modified("s3"), before);
+
+    // A Service leaving our class loses its manifest.
+    let mut other = with_ingress(service("shop", "s5", &[80], 5), &["198.51.100.5"]);
+    other.spec.as_mut().unwrap().load_balancer_class = Some("someone/else".to_owned());
+    renderer.apply(Input::Service(0, Box::new(Event::Apply(other))));
+    let flush = renderer.flush();
+    let paths: Vec<&str> = flush
+        .batch
+        .changes
+        .iter()
+        .map(|c| c.path.as_str())
+        .collect();
+    assert_eq!(paths, vec!["shop/s5.yaml"]);
+    assert!(!dir.path().join("shop/s5.yaml").exists());
+}
