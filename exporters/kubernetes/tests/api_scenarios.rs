@@ -103,11 +103,14 @@ fn watch_uri(path: &str, rv: &str) -> String {
     format!("{path}?&watch=true&timeoutSeconds=290&allowWatchBookmarks=true&resourceVersion={rv}")
 }
 
+/// One expected request URI and its answer (`None`: a watch left open).
+type Step = (String, Option<(StatusCode, Vec<u8>)>);
+
 /// Serves both watch streams from one mock, in whatever order their requests come, following
 /// a script per path; returns every request line seen, per path.
 async fn serve_watches(
     mut handle: MockHandle,
-    mut scripts: BTreeMap<&'static str, Vec<(String, Option<(StatusCode, Vec<u8>)>)>>,
+    mut scripts: BTreeMap<&'static str, Vec<Step>>,
 ) -> BTreeMap<&'static str, Vec<String>> {
     let mut seen: BTreeMap<&'static str, Vec<String>> = BTreeMap::new();
     let mut parked = Vec::new();
