@@ -175,7 +175,7 @@ pub fn parse_file(path: &Path, text: &str) -> ParsedFile {
                 file.diagnostics.extend(validate::check_document(&document));
                 file.documents.push(document);
             }
-            Err(diagnostic) => file.diagnostics.push(diagnostic),
+            Err(diagnostics) => file.diagnostics.extend(diagnostics),
         }
     }
     file
@@ -189,49 +189,74 @@ fn yaml_message(e: &YamlError) -> String {
     }
 }
 
-fn parse_document(path: &Path, node: &Node) -> Result<Document, Diagnostic> {
+/// The structural errors of each service and each backend of a Balancer tree, converted one
+/// by one: serde stops at a document's first error, but a file with three broken services
+/// should say so once, not in three rounds.
+fn service_errors(node: &Node) -> Vec<YamlError> {
+    let mut errors = Vec::new();
+    let services = node.get("spec").and_then(|spec| spec.get("services"));
+    let Some(NodeKind::Seq(services)) = services.map(|s| &s.kind) else {
+        return errors;
+    };
+    for (i, service) in services.iter().enumerate() {
+        let prefix = format!("spec.services[{i}]");
+        if let Err(e) = yaml::from_node::<v1::VirtualService>(service) {
+            errors.push(e.under(&prefix));
+            if let Some(NodeKind::Seq(backends)) = service.get("backends").map(|b| &b.kind) {
+                for (j, backend) in backends.iter().enumerate() {
+                    if let Err(e) = yaml::from_node::<v1::Backend>(backend) {
+                        errors.push(e.under(&format!("{prefix}.backends[{j}]")));
+                    }
+                }
+            }
+        }
+    }
+    errors
+}
+
+fn parse_document(path: &Path, node: &Node) -> Result<Document, Vec<Diagnostic>> {
     let error = |position: Position, message: String| Diagnostic::error(path, position, message);
     if !matches!(node.kind, NodeKind::Map(_)) {
-        return Err(error(
+        return Err(vec![error(
             node.position,
             format!(
                 "a manifest is a mapping with apiVersion, kind, metadata and spec, not {}",
                 node.describe()
             ),
-        ));
+        )]);
     }
     let supported = SUPPORTED_API_VERSIONS.join(", ");
     let api_version = match node.get("apiVersion") {
         None => {
-            return Err(error(
+            return Err(vec![error(
                 node.position,
                 format!("missing apiVersion (supported: {supported})"),
-            ));
+            )]);
         }
         Some(value) => match value.as_str() {
             Some(text) => (text, value.position),
             None => {
-                return Err(error(
+                return Err(vec![error(
                     value.position,
                     format!(
                         "apiVersion must be a string, not {} (supported: {supported})",
                         value.describe()
                     ),
-                ));
+                )]);
             }
         },
     };
     let kind = match node.get("kind") {
         None => {
-            return Err(error(node.position, "missing kind".to_owned()));
+            return Err(vec![error(node.position, "missing kind".to_owned())]);
         }
         Some(value) => match value.as_str() {
             Some(text) => (text, value.position),
             None => {
-                return Err(error(
+                return Err(vec![error(
                     value.position,
                     format!("kind must be a string, not {}", value.describe()),
-                ));
+                )]);
             }
         },
     };
@@ -240,25 +265,35 @@ fn parse_document(path: &Path, node: &Node) -> Result<Document, Diagnostic> {
             "Balancer" => yaml::from_node(node).map(Manifest::Balancer),
             "NodeConfig" => yaml::from_node(node).map(Manifest::NodeConfig),
             other => {
-                return Err(error(
+                return Err(vec![error(
                     kind.1,
                     format!(
                         "unknown kind {other:?} for {}: expected {}",
                         v1::API_VERSION,
                         V1_KINDS.join(" or ")
                     ),
-                ));
+                )]);
             }
         },
         other => {
-            return Err(error(
+            return Err(vec![error(
                 api_version.1,
                 format!("unsupported apiVersion {other:?}: supported: {supported}"),
-            ));
+            )]);
         }
     };
-    let manifest =
-        manifest.map_err(|e| error(e.position.unwrap_or(node.position), yaml_message(&e)))?;
+    let manifest = manifest.map_err(|first| {
+        let mut errors = vec![first];
+        if kind.0 == "Balancer" {
+            errors.extend(service_errors(node));
+        }
+        let mut diagnostics: Vec<Diagnostic> = errors
+            .iter()
+            .map(|e| error(e.position.unwrap_or(node.position), yaml_message(e)))
+            .collect();
+        crate::diagnostic::sort_diagnostics(&mut diagnostics);
+        diagnostics
+    })?;
     Ok(Document {
         path: path.to_owned(),
         position: node.position,

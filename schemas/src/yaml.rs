@@ -149,6 +149,20 @@ impl YamlError {
         self
     }
 
+    /// The same error, read from a node found at `prefix` of a larger tree.
+    pub fn under(mut self, prefix: &str) -> Self {
+        if !prefix.is_empty() {
+            self.path = if self.path.is_empty() {
+                prefix.to_owned()
+            } else if self.path.starts_with('[') {
+                format!("{prefix}{}", self.path)
+            } else {
+                format!("{prefix}.{}", self.path)
+            };
+        }
+        self
+    }
+
     fn finish(mut self) -> Self {
         let segments = std::mem::take(&mut self.segments);
         write_path(&mut self.path, segments.into_iter().rev());
