@@ -116,6 +116,18 @@ ensure_balanced_bin() {
   [ -x "$BALANCED_BIN" ] || vm_die "no binary at $BALANCED_BIN after the build"
 }
 
+# The dataplane differential test (tests/vm/differential.rs) as an executable for the guest;
+# sets DIFF_BIN unless given. Only that test target is compiled (the libraries are shared with
+# the workspace build).
+ensure_differential_bin() {
+  if [ -n "${DIFF_BIN:-}" ]; then return 0; fi
+  vm_log "cargo test -p balanced-tests --test vm_differential --no-run"
+  DIFF_BIN=$(cd "$REPO" && cargo test -p balanced-tests --test vm_differential --no-run \
+      --message-format=json 2>/dev/null \
+    | grep -o '"executable":"[^"]*vm_differential[^"]*"' | tail -1 | cut -d'"' -f4) || true
+  [ -n "$DIFF_BIN" ] && [ -x "$DIFF_BIN" ] || vm_die "could not build the differential test (cargo test -p balanced-tests --test vm_differential --no-run)"
+}
+
 # Every IPVS scheduler plus what the topology and the tunnels need; dependencies come from
 # modules.dep. crc32c_generic first: libcrc32c only has a soft dependency on it.
 # (Debian's 6.1 has no ip_vs_twos: that scheduler came with Linux 6.2.)
