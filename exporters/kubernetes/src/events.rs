@@ -3,6 +3,9 @@
 //! aggregates repeats into series). A full queue drops the notice with a log line rather than
 //! slow rendering down.
 
+use std::sync::Arc;
+use std::sync::atomic::{AtomicBool, Ordering};
+
 use k8s_openapi::api::core::v1::{ObjectReference, Service};
 use kube::Resource;
 use kube::runtime::events::{Event, EventType, Recorder};
@@ -37,26 +40,40 @@ impl Notice {
     }
 }
 
-/// The sending side, cloned into every task that reports.
+/// The sending side, cloned into every task that reports. Every notice is logged; it is
+/// queued for publishing only while publishing is on — on the Lease holder, so replicas and
+/// render-only exporters do not repeat each Event.
 #[derive(Debug, Clone)]
 pub struct Events {
     tx: mpsc::Sender<Notice>,
+    publishing: Arc<AtomicBool>,
 }
 
 pub fn channel(capacity: usize) -> (Events, mpsc::Receiver<Notice>) {
     let (tx, rx) = mpsc::channel(capacity);
-    (Events { tx }, rx)
+    let events = Events {
+        tx,
+        publishing: Arc::new(AtomicBool::new(false)),
+    };
+    (events, rx)
 }
 
 impl Events {
+    pub fn set_publishing(&self, on: bool) {
+        self.publishing.store(on, Ordering::Relaxed);
+    }
+
     pub fn send(&self, notice: Notice) {
         if notice.warning {
             tracing::warn!(reason = %notice.reason, "{}", notice.note);
         } else {
             tracing::info!(reason = %notice.reason, "{}", notice.note);
         }
-        if self.tx.try_send(notice).is_err() {
-            tracing::warn!("event queue full or closed; an Event was not published");
+        if !self.publishing.load(Ordering::Relaxed) {
+            return;
+        }
+        if let Err(mpsc::error::TrySendError::Full(_)) = self.tx.try_send(notice) {
+            tracing::warn!("event queue full; an Event was not published");
         }
     }
 }

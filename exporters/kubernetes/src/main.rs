@@ -1,9 +1,10 @@
-//! `balanced-exporter`: the command line. `run` watches the cluster and writes manifests
-//! (allocating VIPs on the Lease holder); `render` does one offline render of a
-//! `kubectl get services,endpointslices -A -o yaml` dump with the same code.
+//! `balanced-exporter`: the command line. Without a subcommand it watches the cluster and
+//! writes manifests (allocating VIPs on the Lease holder unless `--allocate=false`); `render`
+//! does one offline render of a `kubectl get services,endpointslices -A -o yaml` dump with the
+//! same code.
 
 use std::net::SocketAddr;
-use std::path::PathBuf;
+use std::path::{Path, PathBuf};
 use std::process::ExitCode;
 use std::sync::Arc;
 use std::time::Duration;
@@ -25,21 +26,24 @@ use kube::runtime::events::{Recorder, Reporter};
 /// Exit code for bad input data (sysexits EX_DATAERR).
 const EXIT_DATA: u8 = 65;
 
+/// Watch the cluster, write manifests, and allocate VIPs while holding the Lease.
 #[derive(Parser)]
 #[command(
     name = "balanced-exporter",
     version,
-    about = "Renders balanced manifests from Kubernetes Services and EndpointSlices"
+    about = "Renders balanced manifests from Kubernetes Services and EndpointSlices",
+    args_conflicts_with_subcommands = true,
+    subcommand_negates_reqs = true
 )]
 struct Cli {
     #[command(subcommand)]
-    command: Command,
+    command: Option<Command>,
+    #[command(flatten)]
+    run: RunArgs,
 }
 
 #[derive(Subcommand)]
 enum Command {
-    /// Watch the cluster, write manifests, and allocate VIPs while holding the Lease.
-    Run(Box<RunArgs>),
     /// Render a `kubectl get services,endpointslices -A -o yaml` dump once.
     Render(RenderArgs),
 }
@@ -48,7 +52,7 @@ enum Command {
 struct RenderOptions {
     /// The directory manifests are written to (`<namespace>/<name>.yaml`).
     #[arg(long, env = "BALANCED_OUTPUT")]
-    output: PathBuf,
+    output: Option<PathBuf>,
     /// The spec.loadBalancerClass served.
     #[arg(long, default_value = DEFAULT_CLASS)]
     class: String,
@@ -112,8 +116,8 @@ struct RunArgs {
     #[arg(long)]
     git_push: Option<String>,
     /// Serve /metrics and /healthz here.
-    #[arg(long, default_value = "0.0.0.0:9090")]
-    listen: SocketAddr,
+    #[arg(long, default_value = "0.0.0.0:9481")]
+    metrics_addr: SocketAddr,
 }
 
 fn parse_scheduler(s: &str) -> Result<Scheduler, String> {
@@ -137,6 +141,14 @@ fn parse_duration(s: &str) -> Result<Duration, String> {
 }
 
 impl RenderOptions {
+    /// `--output`, required by both modes (checked here: clap cannot require a flattened
+    /// argument of the default command only).
+    fn output(&self) -> Result<&Path, Error> {
+        self.output
+            .as_deref()
+            .ok_or_else(|| Error::Config("--output DIR is required".to_owned()))
+    }
+
     fn config(&self) -> RenderConfig {
         RenderConfig {
             class: self.class.clone(),
@@ -157,12 +169,12 @@ fn main() -> ExitCode {
         .init();
     let cli = Cli::parse();
     let result = match cli.command {
-        Command::Render(args) => render_offline(&args),
-        Command::Run(args) => tokio::runtime::Builder::new_multi_thread()
+        Some(Command::Render(args)) => render_offline(&args),
+        None => tokio::runtime::Builder::new_multi_thread()
             .enable_all()
             .build()
             .map_err(|e| Error::Config(format!("starting the runtime: {e}")))
-            .and_then(|rt| rt.block_on(run(*args))),
+            .and_then(|rt| rt.block_on(run(cli.run))),
     };
     match result {
         Ok(()) => ExitCode::SUCCESS,
@@ -181,7 +193,7 @@ fn main() -> ExitCode {
 fn render_offline(args: &RenderArgs) -> Result<(), Error> {
     let text = std::fs::read_to_string(&args.from).map_err(|e| Error::io(&args.from, e))?;
     let dump = dump::parse(&args.from, &text)?;
-    let mut writer = Writer::open(&args.render.output, None)?;
+    let mut writer = Writer::open(args.render.output()?, None)?;
     let rendered = render::render(
         &dump.services,
         &dump.slices,
@@ -199,6 +211,7 @@ fn render_offline(args: &RenderArgs) -> Result<(), Error> {
 }
 
 async fn run(args: RunArgs) -> Result<(), Error> {
+    let output = args.render.output()?.to_path_buf();
     let config = args.render.config();
     let pools = Pools::parse(&args.pools, args.default_pool.clone()).map_err(Error::Pools)?;
     if args.allocate && pools.is_empty() {
@@ -214,7 +227,7 @@ async fn run(args: RunArgs) -> Result<(), Error> {
         author_name: "balanced-exporter".to_owned(),
         author_email: "balanced-exporter@localhost".to_owned(),
     });
-    let writer = Writer::open(&args.render.output, git)?;
+    let writer = Writer::open(output, git)?;
     let renderer = Renderer::new(config.clone(), Cache::new(&args.namespaces), writer);
 
     let metrics = Arc::new(Metrics::default());
@@ -223,19 +236,25 @@ async fn run(args: RunArgs) -> Result<(), Error> {
         .identity
         .clone()
         .unwrap_or_else(|| format!("balanced-exporter-{}", std::process::id()));
+    // Only the Lease holder publishes Events: render-only sidecars (one per LVS node) would
+    // repeat every Warning once per node, and need no write access to the API.
     let (events, notices) = events::channel(1024);
-    let recorder = Recorder::new(
-        client.clone(),
-        Reporter {
-            controller: "balanced-exporter".to_owned(),
-            instance: Some(identity.clone()),
-        },
-    );
-    tokio::spawn(events::publish(recorder, notices));
+    if args.allocate {
+        let recorder = Recorder::new(
+            client.clone(),
+            Reporter {
+                controller: "balanced-exporter".to_owned(),
+                instance: Some(identity.clone()),
+            },
+        );
+        tokio::spawn(events::publish(recorder, notices));
+    } else {
+        drop(notices);
+    }
 
-    let listener = tokio::net::TcpListener::bind(args.listen)
+    let listener = tokio::net::TcpListener::bind(args.metrics_addr)
         .await
-        .map_err(|e| Error::Config(format!("listening on {}: {e}", args.listen)))?;
+        .map_err(|e| Error::Config(format!("listening on {}: {e}", args.metrics_addr)))?;
     tokio::spawn(http::serve(listener, metrics.clone(), health.clone()));
 
     let (services_tx, services_rx) = tokio::sync::watch::channel(Vec::new());
@@ -268,5 +287,47 @@ async fn run(args: RunArgs) -> Result<(), Error> {
     tokio::select! {
         result = run_renderer(&client, renderer, metrics, health, events, services_tx) => result,
         _ = tokio::signal::ctrl_c() => Ok(()),
+    }
+}
+
+#[cfg(test)]
+mod tests {
+    use super::*;
+
+    /// The exporter command lines in examples/deploy must parse.
+    #[test]
+    fn deployment_examples_use_real_flags() {
+        let deploy = Path::new(env!("CARGO_MANIFEST_DIR")).join("../../examples/deploy");
+        let mut checked = 0;
+        for file in ["exporter-deployment.yaml", "engine-daemonset.yaml"] {
+            let text = std::fs::read_to_string(deploy.join(file)).unwrap();
+            let documents: Vec<serde_json::Value> = serde_saphyr::from_multiple(&text).unwrap();
+            for document in documents {
+                let containers = document
+                    .pointer("/spec/template/spec/containers")
+                    .and_then(|c| c.as_array())
+                    .cloned()
+                    .unwrap_or_default();
+                for container in containers {
+                    let command: Vec<String> = container["command"]
+                        .as_array()
+                        .into_iter()
+                        .flatten()
+                        .filter_map(|a| a.as_str().map(str::to_owned))
+                        .collect();
+                    if command
+                        .first()
+                        .is_none_or(|c| !c.ends_with("balanced-exporter"))
+                    {
+                        continue;
+                    }
+                    if let Err(e) = Cli::try_parse_from(&command) {
+                        panic!("{file}: {command:?}: {e}");
+                    }
+                    checked += 1;
+                }
+            }
+        }
+        assert_eq!(checked, 2);
     }
 }

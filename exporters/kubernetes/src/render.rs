@@ -270,6 +270,8 @@ pub fn render_service(
                         upper_threshold: None,
                         lower_threshold: None,
                         state,
+                        node: None,
+                        pod: None,
                     })
                     .collect(),
             });

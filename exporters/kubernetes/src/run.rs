@@ -297,6 +297,7 @@ pub async fn allocate_loop(
                     }
                 }
                 metrics.leader.set(i64::from(leading));
+                events.set_publishing(leading);
             }
             changed = services_rx.changed() => {
                 if changed.is_err() {
