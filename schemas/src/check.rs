@@ -43,6 +43,18 @@ pub fn check_set(files: &[&ParsedFile], node: Option<&NodeConfigDoc>) -> Vec<Dia
     let mut services: HashMap<ServiceKey, (&Document, String)> = HashMap::new();
     let spec = node.and_then(NodeConfigDoc::spec);
     for document in files.iter().flat_map(|f| &f.documents) {
+        let balancer = match &document.manifest {
+            Manifest::Balancer(balancer) => balancer,
+            Manifest::NodeConfig(_) => {
+                diagnostics.push(Diagnostic::error(
+                    &document.path,
+                    document.positions.at("kind"),
+                    "a NodeConfig belongs in the node's config file (--config), not among the \
+                     manifests",
+                ));
+                continue;
+            }
+        };
         let name = document.manifest.name();
         match names.entry(name) {
             Entry::Occupied(first) => diagnostics.push(Diagnostic::error(
@@ -57,18 +69,6 @@ pub fn check_set(files: &[&ParsedFile], node: Option<&NodeConfigDoc>) -> Vec<Dia
                 slot.insert(document);
             }
         }
-        let balancer = match &document.manifest {
-            Manifest::Balancer(balancer) => balancer,
-            Manifest::NodeConfig(_) => {
-                diagnostics.push(Diagnostic::error(
-                    &document.path,
-                    document.positions.at("kind"),
-                    "a NodeConfig belongs in the node's config file (--config), not among the \
-                     manifests",
-                ));
-                continue;
-            }
-        };
         let vip = balancer.spec.vip;
         if let Some(spec) = spec {
             check_vip_owned(&mut diagnostics, document, vip, spec, node);
