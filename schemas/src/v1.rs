@@ -586,6 +586,31 @@ pub struct Backend {
     /// `active` (default) or `draining`.
     #[serde(default, skip_serializing_if = "BackendState::is_active")]
     pub state: BackendState,
+    /// The Kubernetes node the backend runs on (the EndpointSlice's `nodeName`), so the
+    /// backend role (`balanced run --role backend`) of that node finds its pods. Informational
+    /// for directors.
+    #[serde(default, skip_serializing_if = "Option::is_none")]
+    pub node: Option<String>,
+    /// The pod behind the address (the EndpointSlice's `targetRef`). The backend role puts
+    /// the VIP inside this pod's network namespace for tunnel forwarding. The exporter leaves
+    /// it out for host-network pods and for pods that opted out of the tunnel setup.
+    #[serde(default, skip_serializing_if = "Option::is_none")]
+    pub pod: Option<PodRef>,
+}
+
+/// A Kubernetes pod, as an EndpointSlice's `targetRef` names it.
+#[derive(
+    Debug, Clone, PartialEq, Eq, PartialOrd, Ord, Hash, Serialize, Deserialize, JsonSchema,
+)]
+#[serde(rename_all = "camelCase", deny_unknown_fields)]
+pub struct PodRef {
+    /// The pod's namespace.
+    pub namespace: String,
+    /// The pod's name.
+    pub name: String,
+    /// The pod's UID: what the backend role looks for in the processes' cgroups, and what
+    /// tells a restarted pod (a new UID) from the old one.
+    pub uid: String,
 }
 
 /// The largest weight the kernel accepts (it is an `int` there).
