@@ -28,6 +28,8 @@ pub const MAX_DOCUMENTS: usize = 1_000;
 pub const MAX_DEPTH: usize = 32;
 /// The most nodes (scalars, sequences, mappings) one file may produce, aliases expanded.
 pub const MAX_NODES: usize = 200_000;
+/// The most aliases (and the most anchors) one file may use.
+pub const MAX_ALIASES: usize = 10_000;
 
 /// One YAML value with the position it was written at.
 #[derive(Debug, Clone, PartialEq)]
@@ -197,8 +199,8 @@ fn options() -> Options {
     budget.max_depth = MAX_DEPTH;
     budget.max_nodes = MAX_NODES;
     budget.max_events = 2 * MAX_NODES;
-    budget.max_aliases = 10_000;
-    budget.max_anchors = 10_000;
+    budget.max_aliases = MAX_ALIASES;
+    budget.max_anchors = MAX_ALIASES;
     budget.max_total_scalar_bytes = MAX_FILE_BYTES;
     budget.max_recorded_anchor_events = MAX_NODES;
     budget.max_recorded_anchor_bytes = MAX_FILE_BYTES;
@@ -229,9 +231,51 @@ pub fn parse_documents(text: &str) -> Result<Vec<Node>, YamlError> {
     serde_saphyr::from_multiple_with_options::<Node>(text, options()).map_err(|e| {
         let e = e.without_snippet();
         let position = e.location().and_then(position_of);
-        let message = serde_saphyr::UserMessageFormatter.format_message(e);
-        YamlError::new(position, message.into_owned())
+        let message = limit_message(e).unwrap_or_else(|| {
+            serde_saphyr::UserMessageFormatter
+                .format_message(e)
+                .into_owned()
+        });
+        YamlError::new(position, message)
     })
+}
+
+/// Which of our limits a file hit, in our words rather than serde-saphyr's counters.
+fn limit_message(mut e: &serde_saphyr::Error) -> Option<String> {
+    use serde_saphyr::budget::BudgetBreach as Breach;
+    while let serde_saphyr::Error::AliasError { error, .. }
+    | serde_saphyr::Error::WithSnippet { error, .. } = e
+    {
+        e = error;
+    }
+    let what = match e {
+        serde_saphyr::Error::Budget { breach, .. } => match breach {
+            Breach::Depth { .. } => format!("nested deeper than {MAX_DEPTH} levels"),
+            Breach::Documents { .. } => format!("more than {MAX_DOCUMENTS} documents"),
+            Breach::Nodes { .. } | Breach::Events { .. } => {
+                format!("more than {MAX_NODES} values")
+            }
+            Breach::Aliases { .. } | Breach::Anchors { .. } => {
+                format!("more than {MAX_ALIASES} aliases or anchors")
+            }
+            Breach::ScalarBytes { .. } | Breach::InputBytes { .. } => {
+                format!("more than {MAX_FILE_BYTES} bytes")
+            }
+            Breach::RecordedAnchorEvents { .. } | Breach::RecordedAnchorBytes { .. } => {
+                format!("aliases expanding to more than {MAX_NODES} values")
+            }
+            _ => return None,
+        },
+        serde_saphyr::Error::AliasReplayLimitExceeded { .. }
+        | serde_saphyr::Error::AliasExpansionLimitExceeded { .. } => {
+            format!("aliases expanding to more than {MAX_NODES} values")
+        }
+        serde_saphyr::Error::AliasReplayStackDepthExceeded { .. } => {
+            format!("aliases nested deeper than {MAX_DEPTH} levels")
+        }
+        _ => return None,
+    };
+    Some(format!("too large or too complex for a manifest: {what}"))
 }
 
 fn position_of(location: Location) -> Option<Position> {

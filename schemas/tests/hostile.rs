@@ -44,7 +44,10 @@ fn billion_laughs_alias_bomb_is_refused() {
             "a{i}: &a{i} [*a{p}, *a{p}, *a{p}, *a{p}, *a{p}, *a{p}, *a{p}, *a{p}, *a{p}, *a{p}]\n"
         ));
     }
-    rejected(&text, "hostile.yaml:");
+    rejected(
+        &text,
+        "too large or too complex for a manifest: aliases expanding",
+    );
 }
 
 #[test]
@@ -59,7 +62,7 @@ fn deep_nesting_is_refused() {
         block.push_str(&" ".repeat(i));
         block.push_str("k:\n");
     }
-    rejected(&block, "hostile.yaml:");
+    rejected(&block, "nested deeper than 32 levels");
 }
 
 #[test]
@@ -71,7 +74,7 @@ fn a_huge_scalar_or_file_is_refused_without_reading_it_all() {
 #[test]
 fn many_documents_are_refused() {
     let text = "a: 1\n---\n".repeat(MAX_DOCUMENTS + 10);
-    rejected(&text, "hostile.yaml:");
+    rejected(&text, "more than 1000 documents");
 }
 
 #[test]
