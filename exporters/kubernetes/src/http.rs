@@ -86,3 +86,48 @@ pub async fn serve(
         });
     }
 }
+
+#[cfg(test)]
+mod tests {
+    use super::*;
+    use crate::alloc::{Allocator, Pools};
+    use crate::config::RenderConfig;
+    use crate::fixtures::{service, with_ingress};
+
+    #[test]
+    fn healthz_waits_for_the_initial_lists() {
+        let metrics = Metrics::default();
+        let health = Health::default();
+        assert_eq!(respond("GET /healthz HTTP/1.1", &metrics, &health).0, 503);
+        health.synced.store(true, Ordering::Relaxed);
+        assert_eq!(respond("GET /healthz HTTP/1.1", &metrics, &health).0, 200);
+        assert_eq!(respond("GET /nope HTTP/1.1", &metrics, &health).0, 404);
+        assert_eq!(respond("POST /metrics HTTP/1.1", &metrics, &health).0, 405);
+    }
+
+    #[test]
+    fn metrics_show_pool_usage() {
+        let metrics = Metrics::default();
+        let pools = Pools::parse(&["public=198.51.100.0/30".to_owned()], None).unwrap();
+        let mut allocator = Allocator::new(pools.clone(), std::time::Duration::ZERO);
+        let held = with_ingress(service("shop", "a", &[80], 1), &["198.51.100.1"]);
+        let plan = allocator.plan([&held], &RenderConfig::default(), std::time::Instant::now());
+        metrics.record_plan(&pools, &plan);
+        let (code, _, body) = respond("GET /metrics HTTP/1.1", &metrics, &Health::default());
+        assert_eq!(code, 200);
+        assert!(
+            body.contains("balanced_exporter_pool_addresses{pool=\"public\",family=\"ipv4\"} 4.0"),
+            "{body}"
+        );
+        assert!(
+            body.contains(
+                "balanced_exporter_pool_used_addresses{pool=\"public\",family=\"ipv4\"} 1.0"
+            ),
+            "{body}"
+        );
+        assert!(
+            body.contains("# TYPE balanced_exporter_files_written counter"),
+            "{body}"
+        );
+    }
+}

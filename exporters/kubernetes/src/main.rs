@@ -257,7 +257,7 @@ async fn run(args: RunArgs) -> Result<(), Error> {
         .map_err(|e| Error::Config(format!("listening on {}: {e}", args.metrics_addr)))?;
     tokio::spawn(http::serve(listener, metrics.clone(), health.clone()));
 
-    let (services_tx, services_rx) = tokio::sync::watch::channel(Vec::new());
+    let (services_tx, services_rx) = tokio::sync::watch::channel(None);
     if args.allocate {
         let lease_namespace = args
             .lease_namespace

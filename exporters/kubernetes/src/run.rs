@@ -31,6 +31,9 @@ use crate::status::{Written, write_ingress};
 use crate::watch::{Cache, Dirty, Input};
 use crate::writer::{Batch, Writer};
 
+/// The Services the allocator sees: `None` until both caches are synced.
+pub type Snapshot = Option<Vec<Arc<Service>>>;
+
 /// What one flush did.
 #[derive(Debug, Default)]
 pub struct Flush {
@@ -195,7 +198,7 @@ pub async fn render_loop<S: Stream<Item = Input> + Unpin>(
     metrics: Arc<Metrics>,
     health: Arc<Health>,
     events: Events,
-    services_tx: watch::Sender<Vec<Arc<Service>>>,
+    services_tx: watch::Sender<Snapshot>,
 ) {
     while let Some(input) = stream.next().await {
         apply_input(input, &mut renderer, &metrics);
@@ -205,7 +208,7 @@ pub async fn render_loop<S: Stream<Item = Input> + Unpin>(
         if renderer.cache.synced() {
             health.synced.store(true, Ordering::Relaxed);
             if flush.services_changed {
-                services_tx.send_replace(renderer.services());
+                services_tx.send_replace(Some(renderer.services()));
             }
         }
         if !open {
@@ -262,7 +265,7 @@ pub async fn allocate_loop(
     mut allocator: Allocator,
     config: RenderConfig,
     options: AllocateOptions,
-    mut services_rx: watch::Receiver<Vec<Arc<Service>>>,
+    mut services_rx: watch::Receiver<Snapshot>,
     metrics: Arc<Metrics>,
     events: Events,
 ) {
@@ -308,13 +311,10 @@ pub async fn allocate_loop(
         if !leading {
             continue;
         }
-        let services = services_rx.borrow_and_update().clone();
-        if services.is_empty()
-            && !services_rx.has_changed().unwrap_or(false)
-            && allocator.pools.is_empty()
-        {
+        // None until the caches are synced: never allocate from a partial view.
+        let Some(services) = services_rx.borrow_and_update().clone() else {
             continue;
-        }
+        };
         let now = Instant::now();
         let plan = allocator.plan(services.iter().map(AsRef::as_ref), &config, now);
         metrics.record_plan(&allocator.pools, &plan);
@@ -384,7 +384,7 @@ pub async fn run_renderer(
     metrics: Arc<Metrics>,
     health: Arc<Health>,
     events: Events,
-    services_tx: watch::Sender<Vec<Arc<Service>>>,
+    services_tx: watch::Sender<Snapshot>,
 ) -> Result<(), Error> {
     let stream = crate::watch::streams(client, renderer.cache.scopes());
     render_loop(
