@@ -323,7 +323,7 @@ fn check_identity(report: &mut Report, service: &VirtualService, field: &str, na
             if mark == 0 {
                 report.error(
                     &format!("{field}.fwmark"),
-                    "fwmark 0 means \"no mark\": use a mark from 1",
+                    format!("service {name}: fwmark 0 means \"no mark\": use a mark from 1"),
                 );
             }
             if service.protocol.is_some() {
@@ -348,7 +348,7 @@ fn check_identity(report: &mut Report, service: &VirtualService, field: &str, na
         None => match (service.protocol, service.port) {
             (None, _) => report.error(
                 field,
-                "a service needs protocol and port, or fwmark".to_owned(),
+                format!("{field}: a service needs protocol and port, or fwmark"),
             ),
             (Some(protocol), None) => report.error(
                 field,
