@@ -178,3 +178,114 @@ fn seconds(duration: Option<v1::Duration>) -> u32 {
         u32::try_from(d.as_std().as_secs()).unwrap_or(u32::MAX)
     })
 }
+
+#[cfg(test)]
+mod tests {
+    use super::*;
+    use balanced_schemas::v1::{Balancer, NodeConfigSpec};
+
+    fn balancer(yaml_spec: serde_json::Value) -> Balancer {
+        serde_json::from_value(serde_json::json!({
+            "apiVersion": "balanced.io/v1",
+            "kind": "Balancer",
+            "metadata": {"name": "t"},
+            "spec": yaml_spec,
+        }))
+        .expect("a Balancer")
+    }
+
+    #[test]
+    fn services_compile_to_kernel_terms() {
+        let web = balancer(serde_json::json!({
+            "vip": "198.51.100.10",
+            "services": [{
+                "protocol": "TCP", "port": 443, "scheduler": "mh",
+                "schedulerFlags": ["mh-fallback", "mh-port"],
+                "persistence": {"timeout": 300, "netmask": "255.255.255.0"},
+                "forwarding": {"method": "tunnel", "encapsulation": "gue", "port": 6080},
+                "backends": [
+                    {"address": "10.0.0.2"},
+                    {"address": "10.0.0.1", "weight": 3, "upperThreshold": 10, "lowerThreshold": 5},
+                    {"address": "10.0.0.1", "port": 8443, "state": "draining"},
+                ],
+            }, {
+                "fwmark": 120, "forwarding": {"method": "masquerade"},
+                "backends": [{"address": "10.0.0.1", "port": 0}],
+            }],
+        }));
+        let node = NodeConfigSpec::default();
+        let state = compile(&[&web], &node);
+        let key = ServiceKey::Inet {
+            protocol: v1::Protocol::Tcp,
+            vip: "198.51.100.10".parse().unwrap(),
+            port: 443,
+        };
+        let service = &state.services[&key];
+        assert_eq!(service.config.flags, FLAG_PERSISTENT | 0x08 | 0x10);
+        assert_eq!(service.config.timeout, 300);
+        assert_eq!(service.config.netmask, 0xffff_ff00);
+        let order: Vec<String> = service
+            .destinations
+            .iter()
+            .map(|d| format!("{} w{}", d.key, d.config.weight))
+            .collect();
+        assert_eq!(
+            order,
+            ["10.0.0.1:443 w3", "10.0.0.1:8443 w0", "10.0.0.2:443 w1"],
+            "canonical order, the service port by default, draining at weight 0"
+        );
+        assert_eq!(service.destinations[0].config.upper_threshold, 10);
+        assert_eq!(
+            service.destinations[0].config.forwarding,
+            Forward::Tunnel {
+                encapsulation: v1::Encapsulation::Gue,
+                port: 6080,
+                checksum: v1::TunnelChecksum::None
+            }
+        );
+        let fwmark = &state.services[&ServiceKey::Fwmark {
+            family: Family::V4,
+            mark: 120,
+        }];
+        assert_eq!(fwmark.destinations[0].key.port, 0);
+        assert_eq!(fwmark.config.netmask, u32::MAX);
+        assert_eq!(
+            state.interface.addresses.iter().collect::<Vec<_>>(),
+            [&"198.51.100.10".parse::<IpAddr>().unwrap()]
+        );
+        let maintenance = NodeConfigSpec {
+            maintenance: true,
+            ..NodeConfigSpec::default()
+        };
+        let state = compile(&[&web], &maintenance);
+        assert!(
+            state.interface.addresses.is_empty(),
+            "maintenance withdraws every VIP"
+        );
+        assert_eq!(state.services.len(), 2, "services stay in maintenance");
+    }
+
+    #[test]
+    fn persistence_netmasks_are_held_as_the_kernel_holds_them() {
+        let dotted = Netmask::Dotted("255.255.0.0".parse().unwrap());
+        assert_eq!(persistence_netmask(Family::V4, Some(&dotted)), 0xffff_0000);
+        assert_eq!(
+            persistence_netmask(Family::V4, Some(&Netmask::Prefix(24))),
+            0xffff_ff00
+        );
+        assert_eq!(
+            persistence_netmask(Family::V4, Some(&Netmask::Prefix(0))),
+            0
+        );
+        assert_eq!(
+            persistence_netmask(Family::V4, Some(&Netmask::Prefix(32))),
+            u32::MAX
+        );
+        assert_eq!(persistence_netmask(Family::V4, None), u32::MAX);
+        assert_eq!(
+            persistence_netmask(Family::V6, Some(&Netmask::Prefix(64))),
+            64
+        );
+        assert_eq!(persistence_netmask(Family::V6, None), 128);
+    }
+}

@@ -664,3 +664,281 @@ fn same_service(want: &ServiceConfig, have: &ServiceConfig) -> bool {
 fn whole_seconds(duration: Duration) -> u64 {
     duration.as_secs() + u64::from(duration.subsec_nanos() > 0)
 }
+
+#[cfg(test)]
+mod tests {
+    use super::*;
+    use crate::kernel_sim::apply_action;
+    use crate::model::{Forward, Interface, Stats};
+    use balanced_schemas::v1::Protocol;
+
+    const NOW: u64 = 1_800_000_000;
+
+    fn at(seconds: u64) -> SystemTime {
+        SystemTime::UNIX_EPOCH + Duration::from_secs(seconds)
+    }
+
+    fn options() -> PlanOptions {
+        PlanOptions {
+            ownership: Ownership {
+                interface: "balanced0".into(),
+                vip_ranges: vec!["198.51.100.0/24".parse().unwrap()],
+                fwmark_ranges: Vec::new(),
+            },
+            drain_timeout: Duration::from_secs(300),
+            withdraw_delay: Duration::from_secs(5),
+            limits: v1::DeletionLimits::default(),
+            allow_mass_delete: false,
+        }
+    }
+
+    fn key(vip: &str) -> ServiceKey {
+        ServiceKey::Inet {
+            protocol: Protocol::Tcp,
+            vip: vip.parse().unwrap(),
+            port: 80,
+        }
+    }
+
+    fn dest(address: &str, weight: u32, active: u32) -> Destination {
+        Destination {
+            key: DestinationKey {
+                address: address.parse().unwrap(),
+                port: 80,
+            },
+            config: DestinationConfig {
+                forwarding: Forward::Direct,
+                weight,
+                upper_threshold: 0,
+                lower_threshold: 0,
+            },
+            active_connections: active,
+            inactive_connections: 0,
+            stats: Stats::default(),
+        }
+    }
+
+    fn service(vip: &str, destinations: Vec<Destination>) -> VirtualService {
+        VirtualService {
+            key: key(vip),
+            config: ServiceConfig {
+                scheduler: Scheduler::Wlc,
+                flags: 0,
+                timeout: 0,
+                netmask: u32::MAX,
+                pe_name: String::new(),
+            },
+            destinations,
+            stats: Stats::default(),
+        }
+    }
+
+    fn node(services: Vec<VirtualService>, addresses: &[&str]) -> NodeState {
+        NodeState {
+            interface: Interface {
+                name: "balanced0".into(),
+                exists: true,
+                up: true,
+                addresses: addresses.iter().map(|a| a.parse().unwrap()).collect(),
+            },
+            services: services.into_iter().map(|s| (s.key, s)).collect(),
+            ..NodeState::default()
+        }
+    }
+
+    fn name(action: &Action) -> &'static str {
+        match action {
+            Action::EnsureInterface { .. } => "link",
+            Action::AddAddress { .. } => "+address",
+            Action::DelAddress { .. } => "-address",
+            Action::AddService { .. } => "+service",
+            Action::SetService { .. } => "~service",
+            Action::DelService { .. } => "-service",
+            Action::AddDestination { .. } => "+destination",
+            Action::SetDestination { .. } => "~destination",
+            Action::DelDestination { .. } => "-destination",
+            Action::SetSysctl { .. } => "sysctl",
+            Action::SetTimeouts { .. } => "timeouts",
+        }
+    }
+
+    #[test]
+    fn withdraw_first_then_delete_after_the_delay_and_announce_last() {
+        let a = "198.51.100.1";
+        let b = "198.51.100.2";
+        let desired = node(
+            vec![
+                service(a, vec![dest("10.0.0.1", 1, 0)]),
+                service("198.51.100.3", vec![]),
+            ],
+            &[a, "198.51.100.3"],
+        );
+        let observed = node(
+            vec![
+                service(b, vec![dest("10.0.0.1", 1, 0)]),
+                service("198.51.100.3", vec![]),
+            ],
+            &[b, "198.51.100.3"],
+        );
+        let first = plan(
+            &desired,
+            &observed,
+            at(NOW),
+            &DrainRecord::default(),
+            &options(),
+        );
+        let names: Vec<_> = first.actions.iter().map(name).collect();
+        assert_eq!(names, ["-address", "+service", "+destination", "+address"]);
+        assert_eq!(first.waiting.len(), 1);
+        assert_eq!(first.waiting[0].action, Action::DelService { key: key(b) });
+        assert_eq!(first.waiting[0].due, NOW + 5);
+        assert_eq!(first.record.withdrawals[&b.parse().unwrap()], NOW);
+
+        let mut state = observed.clone();
+        for action in &first.actions {
+            apply_action(&mut state, action).unwrap();
+        }
+        let early = plan(&desired, &state, at(NOW + 4), &first.record, &options());
+        assert!(early.actions.is_empty(), "{:?}", early.actions);
+        assert_eq!(early.record, first.record, "the withdrawal time is kept");
+        let due = plan(&desired, &state, at(NOW + 5), &first.record, &options());
+        assert_eq!(due.actions, [Action::DelService { key: key(b) }]);
+        assert_eq!(due.record, DrainRecord::default());
+    }
+
+    #[test]
+    fn a_re_added_backend_cancels_its_drain() {
+        let desired = node(
+            vec![service("198.51.100.1", vec![dest("10.0.0.1", 2, 0)])],
+            &["198.51.100.1"],
+        );
+        let observed = node(
+            vec![service("198.51.100.1", vec![dest("10.0.0.1", 0, 4)])],
+            &["198.51.100.1"],
+        );
+        let mut record = DrainRecord::default();
+        record
+            .destinations
+            .insert((key("198.51.100.1"), dest("10.0.0.1", 0, 0).key), NOW - 30);
+        let p = plan(&desired, &observed, at(NOW), &record, &options());
+        assert_eq!(p.actions.len(), 1);
+        assert!(
+            matches!(&p.actions[0], Action::SetDestination { config, .. } if config.weight == 2)
+        );
+        assert_eq!(p.record, DrainRecord::default());
+    }
+
+    #[test]
+    fn a_drain_keeps_its_start_and_repairs_a_restored_weight() {
+        let desired = node(vec![service("198.51.100.1", vec![])], &["198.51.100.1"]);
+        let observed = node(
+            vec![service("198.51.100.1", vec![dest("10.0.0.1", 1, 2)])],
+            &["198.51.100.1"],
+        );
+        let mut record = DrainRecord::default();
+        let drain = (key("198.51.100.1"), dest("10.0.0.1", 0, 0).key);
+        record.destinations.insert(drain, NOW - 10);
+        let p = plan(&desired, &observed, at(NOW), &record, &options());
+        assert!(
+            matches!(&p.actions[..], [Action::SetDestination { config, .. }] if config.weight == 0)
+        );
+        assert_eq!(p.waiting[0].since, NOW - 10);
+        assert_eq!(p.waiting[0].due, NOW + 290);
+        assert_eq!(p.record.destinations[&drain], NOW - 10);
+    }
+
+    #[test]
+    fn a_backend_draining_in_the_manifests_stays_at_weight_zero() {
+        let desired = node(
+            vec![service("198.51.100.1", vec![dest("10.0.0.1", 0, 0)])],
+            &["198.51.100.1"],
+        );
+        let observed = node(
+            vec![service("198.51.100.1", vec![dest("10.0.0.1", 1, 0)])],
+            &["198.51.100.1"],
+        );
+        let p = plan(
+            &desired,
+            &observed,
+            at(NOW),
+            &DrainRecord::default(),
+            &options(),
+        );
+        assert!(
+            matches!(&p.actions[..], [Action::SetDestination { config, .. }] if config.weight == 0)
+        );
+        assert!(p.waiting.is_empty() && p.record == DrainRecord::default());
+    }
+
+    #[test]
+    fn desired_state_outside_the_ownership_is_ignored() {
+        let desired = node(
+            vec![service("203.0.113.1", vec![dest("10.0.0.1", 1, 0)])],
+            &["203.0.113.1"],
+        );
+        let observed = node(vec![], &[]);
+        let p = plan(
+            &desired,
+            &observed,
+            at(NOW),
+            &DrainRecord::default(),
+            &options(),
+        );
+        assert!(p.actions.is_empty(), "{:?}", p.actions);
+    }
+
+    #[test]
+    fn too_many_departures_hold_the_whole_class_and_nothing_else() {
+        let desired = node(
+            vec![service("198.51.100.1", vec![dest("10.0.0.9", 1, 0)])],
+            &["198.51.100.1"],
+        );
+        let observed = node(
+            vec![service(
+                "198.51.100.1",
+                vec![dest("10.0.0.1", 1, 0), dest("10.0.0.2", 1, 0)],
+            )],
+            &["198.51.100.1"],
+        );
+        let mut options = options();
+        options.limits.destinations = Limit::Count(1);
+        let p = plan(
+            &desired,
+            &observed,
+            at(NOW),
+            &DrainRecord::default(),
+            &options,
+        );
+        let names: Vec<_> = p.actions.iter().map(name).collect();
+        assert_eq!(names, ["+destination"], "the addition still applies");
+        assert_eq!(p.held.len(), 2);
+        assert!(
+            p.held
+                .iter()
+                .all(|h| h.reason.allowed == 1 && h.reason.deletions == 2)
+        );
+        options.allow_mass_delete = true;
+        let p = plan(
+            &desired,
+            &observed,
+            at(NOW),
+            &DrainRecord::default(),
+            &options,
+        );
+        let names: Vec<_> = p.actions.iter().map(name).collect();
+        assert_eq!(names, ["~destination", "~destination", "+destination"]);
+    }
+
+    #[test]
+    fn drain_records_round_trip_through_json() {
+        let mut record = DrainRecord::default();
+        record
+            .destinations
+            .insert((key("198.51.100.1"), dest("10.0.0.1", 0, 0).key), NOW);
+        record
+            .withdrawals
+            .insert("198.51.100.2".parse().unwrap(), NOW);
+        let json = serde_json::to_string(&record).unwrap();
+        assert_eq!(serde_json::from_str::<DrainRecord>(&json).unwrap(), record);
+    }
+}

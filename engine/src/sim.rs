@@ -168,3 +168,113 @@ fn write_atomically(path: &Path, bytes: &[u8]) -> std::io::Result<()> {
     }
     result
 }
+
+#[cfg(test)]
+mod tests {
+    use super::*;
+    use crate::model::{ServiceConfig, ServiceKey};
+    use balanced_schemas::v1::{Protocol, Scheduler};
+
+    fn add_service() -> Action {
+        Action::AddService {
+            key: ServiceKey::Inet {
+                protocol: Protocol::Tcp,
+                vip: "198.51.100.10".parse().unwrap(),
+                port: 80,
+            },
+            config: ServiceConfig {
+                scheduler: Scheduler::Rr,
+                flags: 0,
+                timeout: 0,
+                netmask: u32::MAX,
+                pe_name: String::new(),
+            },
+        }
+    }
+
+    fn request() -> ObserveRequest {
+        ObserveRequest {
+            interface: "balanced0".into(),
+            sysctls: vec!["net.ipv4.vs.sloppy_tcp".into()],
+        }
+    }
+
+    #[test]
+    fn a_missing_file_is_an_empty_node_and_commits_persist() {
+        let dir = tempfile::tempdir().unwrap();
+        let path = dir.path().join("node.json");
+        let mut sim = SimDataplane::open(&path, false).unwrap();
+        let empty = sim.observe(&request()).unwrap();
+        assert!(empty.services.is_empty() && !empty.interface.exists);
+        sim.apply(&Action::EnsureInterface {
+            name: "balanced0".into(),
+        })
+        .unwrap();
+        sim.apply(&add_service()).unwrap();
+        let refused = sim.apply(&add_service()).unwrap_err();
+        assert_eq!(refused.errno, Errno::EEXIST);
+        sim.commit().unwrap();
+
+        let mut again = SimDataplane::open(&path, true).unwrap();
+        let state = again.observe(&request()).unwrap();
+        assert_eq!(state.services.len(), 1);
+        assert!(state.interface.exists && state.interface.up);
+        let other_link = again
+            .observe(&ObserveRequest {
+                interface: "other0".into(),
+                sysctls: Vec::new(),
+            })
+            .unwrap();
+        assert!(
+            !other_link.interface.exists,
+            "only the simulated link exists"
+        );
+    }
+
+    #[test]
+    fn other_keys_of_the_document_are_kept_and_read_only_refuses() {
+        let dir = tempfile::tempdir().unwrap();
+        let path = dir.path().join("status.json");
+        std::fs::write(
+            &path,
+            r#"{"manifests": [{"name": "web"}], "observed": {"interface": {"name": "balanced0",
+               "exists": true, "up": true, "addresses": []}, "services": [],
+               "sysctls": {"net.ipv4.vs.sloppy_tcp": "1", "net.ipv4.vs.conntrack": "0"}}}"#,
+        )
+        .unwrap();
+        let mut read_only = SimDataplane::open(&path, true).unwrap();
+        let state = read_only.observe(&request()).unwrap();
+        assert_eq!(
+            state.sysctls.keys().collect::<Vec<_>>(),
+            ["net.ipv4.vs.sloppy_tcp"],
+            "only the requested sysctls"
+        );
+        assert_eq!(
+            read_only.apply(&add_service()).unwrap_err().errno,
+            Errno::EPERM
+        );
+
+        let mut sim = SimDataplane::open(&path, false).unwrap();
+        sim.apply(&add_service()).unwrap();
+        sim.commit().unwrap();
+        let document: serde_json::Value =
+            serde_json::from_str(&std::fs::read_to_string(&path).unwrap()).unwrap();
+        assert_eq!(document["manifests"][0]["name"], "web");
+        assert_eq!(
+            document["observed"]["services"].as_array().unwrap().len(),
+            1
+        );
+        let leftovers: Vec<_> = std::fs::read_dir(dir.path()).unwrap().collect();
+        assert_eq!(leftovers.len(), 1, "no temporary file left behind");
+    }
+
+    #[test]
+    fn a_broken_file_is_reported_with_its_path() {
+        let dir = tempfile::tempdir().unwrap();
+        let path = dir.path().join("bad.json");
+        std::fs::write(&path, "{not json").unwrap();
+        let error = SimDataplane::open(&path, true).unwrap_err();
+        assert!(matches!(error, DataplaneError::SimFormat { .. }));
+        assert!(error.to_string().contains("bad.json"), "{error}");
+    }
+}
