@@ -156,6 +156,8 @@ build_initramfs() {
   copy_elf "$root" "$(command -v ipvsadm)" /usr/sbin/ipvsadm
   copy_elf "$root" "$(PATH=/usr/sbin:/sbin:/bin:$PATH command -v ip)" /usr/sbin/ip
   copy_elf "$root" "$(command -v strace)" /usr/bin/strace
+  # ss (iproute2): socket details such as the MSS a connection took (scenario p)
+  command -v ss >/dev/null && copy_elf "$root" "$(command -v ss)" /usr/bin/ss
   local spec src dest
   for spec in "$@"; do
     src=${spec%%:*}; dest=${spec#*:}
