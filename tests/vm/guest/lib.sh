@@ -63,12 +63,15 @@ bal_run_stop() {
 }
 bal_resync() { kill -HUP "$BAL_RUN_PID"; }
 
-# The kernel's view, normalised: ipvsadm -Sn (sorted by ipvsadm), the VIP link's addresses.
-ipvs_save() { ipvsadm -Sn; }
+# The kernel's view, normalised: ipvsadm -Sn with its services sorted (ipvsadm prints them in
+# hash-table order; it sorts the destinations itself), the VIP link's global addresses.
+ipvs_save() {
+  ipvsadm -Sn | awk '/^-A/ {k = $0} {print k "\t" $0}' | sort -s -t "$(printf '\t')" -k1,1 | cut -f2
+}
 # Destinations in the kernel's list order (what mh builds its table from).
 ipvs_order() { ipvsadm -Ln --nosort | awk '/^(TCP|UDP|SCTP|FWM)/{s=$2} /->/ && $2 != "RemoteAddress:Port" {print s, $2, $3, $4}'; }
 has_addr() { link_addrs | grep -qx "$1"; }
-link_addrs() { ip -o addr show dev "${1:-balanced0}" 2>/dev/null | awk '{print $4}' | sort; }
+link_addrs() { ip -o addr show dev "${1:-balanced0}" scope global 2>/dev/null | awk '{print $4}' | sort; }
 
 # reset_node: a clean slate between scenarios (flush IPVS, remove the VIP link, state dir).
 reset_node() {
@@ -87,7 +90,7 @@ traced() {
     shift; c=$1; shift
     set -- balanced "$c" --config "$BAL_CONFIG" --state-dir "$BAL_STATE" "$@"
   fi
-  strace -f -yy -xx -s 65536 -e trace=sendmsg,sendto,openat -e write=all -o "$ops.strace" "$@"
+  strace -f -s 256 -e trace=socket,sendmsg,sendto,openat -e write=all -o "$ops.strace" "$@"
   rc=$?
   awk -f /vm/netlink-ops.awk "$ops.strace" > "$ops"
   return $rc

@@ -1,4 +1,5 @@
-# netlink-ops.awk — reads `strace -f -yy -xx -e write=all` output of a program and prints, in
+# netlink-ops.awk — reads `strace -f -e trace=socket,sendmsg,sendto,openat -e write=all` output
+# of a program and prints, in
 # order, one line per request that CHANGES the node:
 #   IPVS <cmd>     generic netlink to IPVS: NEW_SERVICE, SET_DEST, SET_CONFIG, FLUSH, …
 #   ROUTE <type>   rtnetlink: NEWLINK, DELLINK, SETLINK, NEWADDR, DELADDR, NEWROUTE, DELROUTE
@@ -33,10 +34,20 @@ BEGIN {
   IPVS[9] = "NEW_DAEMON"; IPVS[10] = "DEL_DAEMON"; IPVS[12] = "SET_CONFIG"
   IPVS[14] = "SET_INFO"; IPVS[16] = "ZERO"; IPVS[17] = "FLUSH"
 }
+# the pid of a line (strace -f prefixes it) and the first argument of its call
+function pid_of(line) { return (line ~ /^[0-9]+ /) ? line + 0 : 0 }
+function fd_of(line,   a) { a = line; sub(/^[^(]*\(/, "", a); return a + 0 }
+# netlink sockets by pid and fd: socket(AF_NETLINK, SOCK_RAW|SOCK_CLOEXEC, NETLINK_GENERIC) = 4
+/^([0-9]+ +)?socket\(AF_NETLINK,/ {
+  flush()
+  r = $0; sub(/.*= /, "", r)
+  kind = ($0 ~ /NETLINK_ROUTE/) ? "ROUTE" : ($0 ~ /NETLINK_GENERIC/) ? "GENERIC" : "OTHER"
+  if (r + 0 >= 0) SOCK[pid_of($0) " " (r + 0)] = kind
+  next
+}
 /^([0-9]+ +)?(sendmsg|sendto|sendmmsg)\(/ {
   flush()
-  if ($0 ~ /<NETLINK:\[ROUTE/) sock = "ROUTE"
-  else if ($0 ~ /<NETLINK:\[GENERIC/) sock = "GENERIC"
+  sock = SOCK[pid_of($0) " " fd_of($0)]
   next
 }
 /^([0-9]+ +)?(open|openat)\(.*"\/proc\/sys\// && /O_WRONLY|O_RDWR/ && !/= -1/ {

@@ -1,5 +1,5 @@
 # (d) same table from a different history: an `mh` service built from empty; which backend each
-# of 60 client addresses lands on is recorded. Then the node is flushed and reaches the same
+# of 150 client addresses lands on is recorded. Then the node is flushed and reaches the same
 # manifests through a different sequence of edits (other backends first, other weights, a
 # backend removed and re-added); every client must land on the same backend again, and the
 # kernel's destination list (what mh builds its table from) must be in the same order.
@@ -20,15 +20,15 @@ apply_step() {
   mh_manifest "$1"
   bal apply --dataplane kernel $M > /tmp/d.apply 2>&1 || { echo "apply failed:"; cat /tmp/d.apply; }
 }
-# client addresses 203.0.113.10-69 on the client's eth0 (added once)
+# client addresses 203.0.113.10-159 on the client's eth0 (.100 is its own already)
 i=10
-while [ $i -lt 70 ]; do ip -n client addr add 203.0.113.$i/24 dev eth0; i=$((i + 1)); done
+while [ $i -lt 160 ]; do [ $i = 100 ] || ip -n client addr add 203.0.113.$i/24 dev eth0; i=$((i + 1)); done
 # map FILE: one line "CLIENT BACKEND" per client address: the source address is chosen by a
 # host route to the VIP with `src`, re-pointed before each request (busybox ip inside the ns).
 map() {
   nsenter --net=/run/netns/client sh -c '
     i=10
-    while [ $i -lt 70 ]; do
+    while [ $i -lt 160 ]; do
       busybox ip route replace '$VIP'/32 via 203.0.113.1 src 203.0.113.$i
       echo "203.0.113.$i $(timeout 5 wget -q -O - http://'$VIP'/ 2>/dev/null || echo -)"
       i=$((i + 1))
@@ -43,8 +43,8 @@ ipvs_order > /tmp/d.order1
 map /tmp/d.map1
 used=$(awk '{print $2}' /tmp/d.map1 | sort -u | grep -v '^-$' | wc -l)
 failed=$(awk '$2 == "-"' /tmp/d.map1 | wc -l)
-if [ "$failed" = 0 ] && [ "$used" -ge 4 ]; then pass "(d) 60 clients answered, spread over $used backends"
-else fail "(d) 60 clients answered, spread over the backends" "0 failures, >= 4 backends" "$failed failures, $used backends"; fi
+if [ "$failed" = 0 ] && [ "$used" -ge 4 ]; then pass "(d) 150 clients answered, spread over $used backends"
+else fail "(d) 150 clients answered, spread over the backends" "0 failures, >= 4 backends" "$failed failures, $used backends"; fi
 
 stamp "history 2: flush, then other edits"
 ipvsadm -C
@@ -60,7 +60,7 @@ check_eq "(d) the kernel's destination order is the same after either history" "
 map /tmp/d.map2
 moved=$(diff /tmp/d.map1 /tmp/d.map2 | grep '^[-+]2' | wc -l)
 if [ "$failed" != 0 ] || grep -q ' -$' /tmp/d.map2; then
-  fail "(d) all 60 clients land on the same backend after a different history" "every client answered in both rounds" "$(grep -c ' -$' /tmp/d.map2) failures in round 2, $failed in round 1"
-elif [ "$moved" = 0 ]; then pass "(d) all 60 clients land on the same backend after a different history"
-else fail "(d) all 60 clients land on the same backend after a different history" "no client moved" "$(diff /tmp/d.map1 /tmp/d.map2 | grep '^[-+]2' | head -20)"; fi
+  fail "(d) all 150 clients land on the same backend after a different history" "every client answered in both rounds" "$(grep -c ' -$' /tmp/d.map2) failures in round 2, $failed in round 1"
+elif [ "$moved" = 0 ]; then pass "(d) all 150 clients land on the same backend after a different history"
+else fail "(d) all 150 clients land on the same backend after a different history" "no client moved" "$(diff /tmp/d.map1 /tmp/d.map2 | grep '^[-+]2' | head -20)"; fi
 ip link del balanced0 2>/dev/null

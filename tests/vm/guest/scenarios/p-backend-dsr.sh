@@ -1,0 +1,177 @@
+# (p) the backend role (issue 7): pods of a Kubernetes node get the VIP inside their own
+# network namespace, so tunnel forwarding delivers to them and they answer the client directly.
+#
+#   director (root ns) ──lan0── knode ns 192.0.2.30 (a Kubernetes node: forwards, bridge cni0
+#                                │   10.244.1.1/24, MTU 1450, veths to the pods)
+#                                └── eth1 10.0.0.2/30 ── router eth2 10.0.0.1 (replies' way out)
+#   pods: namespaces /run/netns/<pod UID> (--netns-dir, as a CNI naming them would), eth0 on cni0
+#
+# The pods start with nothing but eth0 and a default route; `balanced --role backend` does the
+# rest. Replies leave the knode towards the router directly: the director's bridge port to the
+# knode (kn-lan) sees the requests go out and nothing come back.
+M=/tmp/p/manifests
+BK_STATE=/tmp/p/backend-state
+UA=0a1b2c3d-0000-4000-8000-00000000000a   # pod-a
+UB=0a1b2c3d-0000-4000-8000-00000000000b   # pod-b
+UC=0a1b2c3d-0000-4000-8000-00000000000c   # pod-c, on another node
+VIP=198.51.100.50
+bk() {  # bk COMMAND ARGS...: the backend role of node "knode"
+  c=$1; shift
+  balanced "$c" --role backend --node-name knode --netns-dir /run/netns --state-dir $BK_STATE "$@"
+}
+
+ip netns add knode
+ip -n knode link set lo up
+ip link add kn-lan type veth peer name eth0 netns knode
+ip link set kn-lan master lan0 up
+ip -n knode addr add 192.0.2.30/24 dev eth0
+ip -n knode link set eth0 up
+ip link add rt-kn type veth peer name eth1 netns knode
+ip link set rt-kn netns router
+ip -n router link set rt-kn name eth2
+ip -n router addr add 10.0.0.1/30 dev eth2
+ip -n router link set eth2 up
+nsx router sysctl -qw net.ipv4.conf.all.rp_filter=0
+nsx router sysctl -qw net.ipv4.conf.eth2.rp_filter=0
+ip -n knode addr add 10.0.0.2/30 dev eth1
+ip -n knode link set eth1 up
+ip -n knode route add default via 10.0.0.1
+ip -n knode link add cni0 type bridge
+ip -n knode link set cni0 mtu 1450 up
+ip -n knode addr add 10.244.1.1/24 dev cni0
+nsx knode sysctl -qw net.ipv4.ip_forward=1
+nsx knode sysctl -qw net.ipv4.conf.all.rp_filter=0
+ip route add 10.244.1.0/24 via 192.0.2.30
+
+# pod_up UID N NAME: a pod namespace with eth0 10.244.1.N/24 (MTU 1450) and httpd answering NAME.
+pod_up() {
+  ip netns add $1
+  ip -n $1 link set lo up
+  ip -n knode link add veth$2 mtu 1450 type veth peer name eth0 netns $1
+  ip -n knode link set veth$2 master cni0 up
+  ip -n $1 link set eth0 mtu 1450 up
+  ip -n $1 addr add 10.244.1.$2/24 dev eth0
+  ip -n $1 route add default via 10.244.1.1
+  mkdir -p /www/$3; echo $3 > /www/$3/index.html
+  nsx $1 httpd -p 80 -h /www/$3
+}
+pod_up $UA 11 pod-a
+pod_up $UB 12 pod-b
+pod_up $UC 13 pod-c
+
+backend() {  # backend ADDR UID NODE
+  cat <<YAML
+    - address: $1
+      node: $3
+      pod: {namespace: default, name: web-$2, uid: $2}
+YAML
+}
+service() {  # service BACKENDS_YAML
+  cat <<YAML
+  - protocol: TCP
+    port: 80
+    scheduler: rr
+    forwarding:
+      method: tunnel
+    backends:
+$1
+YAML
+}
+manifest $M/web.yaml dsr-web $VIP "$(service "$(backend 10.244.1.11 $UA knode; backend 10.244.1.12 $UB knode; backend 10.244.1.13 $UC other-node)")"
+bal apply $M > /tmp/p.apply 2>&1
+check_exit "(p) director: apply the tunnel-forwarded service with pod backends" 0 $? /tmp/p.apply
+
+# -- dry run, then one pass ----------------------------------------------------------------------
+bk plan $M > /tmp/p.plan 2>&1
+rc=$?
+check_exit "(p) backend plan: changes pending (exit 2)" 2 $rc /tmp/p.plan
+cat /tmp/p.plan
+if grep -q "+ address $VIP/32 dev tunl0" /tmp/p.plan && grep -q "mtu 1430" /tmp/p.plan \
+   && grep -q "advmss 1390" /tmp/p.plan; then pass "(p) backend plan shows the VIP, tunl0 MTU 1450-20 and advmss 1390 as a diff"
+else fail "(p) backend plan shows the VIP, MTU and advmss" "+ address $VIP/32 dev tunl0, mtu 1430, advmss 1390" "$(cat /tmp/p.plan)"; fi
+check_eq "(p) plan changed nothing (no VIP in pod-a yet)" "" "$(ip -n $UA -o addr show dev tunl0 | awk '{print $4}')"
+
+bk apply $M > /tmp/p.bk-apply 2>&1
+check_exit "(p) backend apply configures the node's pods" 0 $? /tmp/p.bk-apply
+cat /tmp/p.bk-apply
+pod_view() {  # pod_view UID: what balanced set in the pod, one line
+  echo "addr=$(ip -n $1 -o addr show dev tunl0 | awk '{print $4}' | sort | tr '\n' ' ')" \
+       "link=$(ip -n $1 -o link show dev tunl0 | grep -o 'UP,LOWER_UP\|mtu [0-9]*' | tr '\n' ' ')" \
+       "rp=$(nsx $1 cat /proc/sys/net/ipv4/conf/all/rp_filter)$(nsx $1 cat /proc/sys/net/ipv4/conf/tunl0/rp_filter)" \
+       "rule=$(ip -n $1 rule show | grep -c "from $VIP lookup 4177")" \
+       "route=$(ip -n $1 route show table 4177 | tr -s ' ' | sed 's/ $//')"
+}
+want="addr=$VIP/32  link=UP,LOWER_UP mtu 1430  rp=00 rule=1 route=default via 10.244.1.1 dev eth0 proto 177 advmss 1390"
+check_eq "(p) pod-a: VIP on tunl0, up, MTU, rp_filter, rule and MSS route" "$want" "$(pod_view $UA)"
+check_eq "(p) pod-b: the same" "$want" "$(pod_view $UB)"
+check_eq "(p) pod-c (another node's backend): untouched" "" "$(ip -n $UC -o addr show dev tunl0 | awk '{print $4}')"
+bk plan $M > /tmp/p.plan2 2>&1
+check_exit "(p) backend plan after apply: converged (exit 0)" 0 $? /tmp/p.plan2
+
+# -- traffic: answers come from the pods, directly ----------------------------------------------
+rx() { cat /sys/class/net/$1/statistics/rx_packets; }
+tx() { cat /sys/class/net/$1/statistics/tx_packets; }
+knrx0=$(rx kn-lan) kntx0=$(tx kn-lan) out0=$(nsx knode cat /sys/class/net/eth1/statistics/tx_packets)
+ans=$(fetch_n 6 http://$VIP/)
+na=$(count pod-a $ans) nb=$(count pod-b $ans)
+if [ "$na" -ge 1 ] && [ "$nb" -ge 1 ] && [ $((na + nb)) = 6 ]; then pass "(p) client -> $VIP:80 answered by pod-a and pod-b through the tunnel"
+else fail "(p) client -> $VIP:80 answered by both pods" "6 answers from pod-a and pod-b" "$ans"; fi
+knrx=$(( $(rx kn-lan) - knrx0 )) kntx=$(( $(tx kn-lan) - kntx0 ))
+out=$(( $(nsx knode cat /sys/class/net/eth1/statistics/tx_packets) - out0 ))
+echo "director -> knode frames: $kntx; knode -> director frames: $knrx; knode -> router packets: $out"
+if [ $kntx -ge 18 ] && [ $out -ge 18 ] && [ $knrx -le 2 ]; then
+  pass "(p) replies bypass the director: $kntx frames to the knode, $knrx back, $out out to the router"
+else
+  fail "(p) replies bypass the director" ">= 18 requests in, >= 18 replies to the router, <= 2 frames back to the director" \
+       "to knode $kntx, back $knrx, to router $out"
+fi
+
+# -- MSS clamping on the SYN-ACK: the client's connection uses the pod's advertised 1390 --------
+if command -v ss >/dev/null; then
+  (sleep 4 | nsenter --net=/run/netns/client nc $VIP 80 >/dev/null 2>&1) &
+  sleep 2
+  mss=$(nsenter --net=/run/netns/client ss -tin dst $VIP | grep -o ' mss:[0-9]*' | head -1 | tr -d ' ')
+  check_eq "(p) the client's connection took the clamped MSS from the SYN-ACK" "mss:1390" "$mss"
+  wait
+else
+  fail "(p) MSS visible on the client" "ss in the guest (tests/vm/lib/host.sh copies it)" "no ss"
+fi
+
+# -- a pod restarted in a new namespace is configured again by `run` ----------------------------
+mkdir -p $BK_STATE
+bk run $M --pod-resync 1s > /tmp/p.run.log 2>&1 &
+runpid=$!
+ip -n knode link del veth11
+ip netns del $UA
+pod_up $UA 11 pod-a
+if wait_until 30 sh -c "ip -n $UA -o addr show dev tunl0 | grep -q $VIP/32"; then
+  check_eq "(p) pod-a restarted (new namespace): configured again by run" "$want" "$(pod_view $UA)"
+else fail "(p) pod-a restarted: configured again by run" "$VIP/32 on tunl0 within 30s" "$(pod_view $UA); $(tail -5 /tmp/p.run.log)"; fi
+ans=$(fetch_n 4 http://$VIP/)
+check_eq "(p) after the restart both pods answer again" "4" "$(( $(count pod-a $ans) + $(count pod-b $ans) ))"
+
+# -- removal: pod-b leaves the service; only what balanced added goes ----------------------------
+ip -n $UB addr add 203.0.113.77/32 dev tunl0
+manifest $M/web.yaml dsr-web $VIP "$(service "$(backend 10.244.1.11 $UA knode)")"
+if wait_until 20 sh -c "! ip -n $UB -o addr show dev tunl0 | grep -q $VIP/32"; then
+  check_eq "(p) pod-b removed from the service: VIP, rule and route gone, foreign address kept" \
+    "addr=203.0.113.77/32  link=UP,LOWER_UP mtu 1430  rp=00 rule=0 route=" "$(pod_view $UB)"
+else fail "(p) pod-b removed from the service loses the VIP" "no $VIP on pod-b's tunl0 within 20s" "$(pod_view $UB)"; fi
+check_eq "(p) pod-a keeps its VIP" "$want" "$(pod_view $UA)"
+
+# -- a pod namespace that vanishes is a logged skip, not a crash --------------------------------
+manifest $M/web.yaml dsr-web $VIP "$(service "$(backend 10.244.1.11 $UA knode; backend 10.244.1.12 $UB knode)")"
+ip -n knode link del veth11
+ip netns del $UA
+sleep 3
+if kill -0 $runpid 2>/dev/null; then pass "(p) run survives a pod namespace that disappeared"
+else fail "(p) run survives a pod namespace that disappeared" "the process still running" "$(tail -5 /tmp/p.run.log)"; fi
+wait_until 20 sh -c "ip -n $UB -o addr show dev tunl0 | grep -q $VIP/32" \
+  && pass "(p) pod-b back in the service gets the VIP again" \
+  || fail "(p) pod-b back in the service gets the VIP again" "$VIP/32 on pod-b's tunl0" "$(pod_view $UB)"
+kill $runpid; wait $runpid 2>/dev/null
+tail -20 /tmp/p.run.log
+
+for ns in $UB $UC knode; do ip netns del $ns 2>/dev/null; done
+ip route del 10.244.1.0/24 2>/dev/null
+ip -n router link del eth2 2>/dev/null
