@@ -195,7 +195,8 @@ impl Plan {
 ///    destinations leaving services that stay (drain starts and drain deletions) against the
 ///    owned observed destinations. A class over its limit is held whole — its deletions, the
 ///    weight-0 steps of its drains and the withdrawal of the addresses whose services go are
-///    listed in [`Plan::held`] — unless `allow_mass_delete`; everything else applies.
+///    listed in [`Plan::held`] — unless `allow_mass_delete`; everything else applies, also
+///    the withdrawal of a VIP in maintenance that merely loses some of its services.
 ///
 /// Nothing outside `options.ownership` is created, changed or deleted (desired services or
 /// addresses outside it are ignored), and the kernel-internal `hashed` flag is never compared.
@@ -359,7 +360,24 @@ impl<'a> Planner<'a> {
         hold: Option<&HoldReason>,
     ) -> BTreeSet<IpAddr> {
         let own = &self.options.ownership;
-        let doomed_vips: BTreeSet<IpAddr> = doomed.iter().filter_map(|s| s.key.vip()).collect();
+        // Held: the address of a VIP that loses all its services. A VIP that keeps a service
+        // is withdrawn for maintenance, which no deletion limit may stop.
+        let held_vips: BTreeSet<IpAddr> = match hold {
+            Some(_) => {
+                let kept: BTreeSet<IpAddr> = self
+                    .desired
+                    .services
+                    .keys()
+                    .filter_map(ServiceKey::vip)
+                    .collect();
+                doomed
+                    .iter()
+                    .filter_map(|s| s.key.vip())
+                    .filter(|vip| !kept.contains(vip))
+                    .collect()
+            }
+            None => BTreeSet::new(),
+        };
         let mut withdrawn = BTreeSet::new();
         for address in observed_addresses {
             if !own.owns_address(address) || self.desired.interface.addresses.contains(address) {
@@ -370,7 +388,7 @@ impl<'a> Planner<'a> {
                 address: *address,
             };
             match hold {
-                Some(reason) if doomed_vips.contains(address) => {
+                Some(reason) if held_vips.contains(address) => {
                     self.plan.held.push(HeldDeletion {
                         action,
                         reason: reason.clone(),
@@ -927,6 +945,48 @@ mod tests {
         );
         let names: Vec<_> = p.actions.iter().map(name).collect();
         assert_eq!(names, ["~destination", "~destination", "+destination"]);
+    }
+
+    #[test]
+    fn maintenance_withdraws_even_while_service_deletions_are_held() {
+        let (a, b, c) = ("198.51.100.1", "198.51.100.2", "198.51.100.3");
+        // Maintenance: no address desired. VIP a keeps one of its two services; b and c lose
+        // their only one. Three of four services go: over the 50 % limit.
+        let mut kept = service(a, vec![]);
+        kept.key = ServiceKey::Inet {
+            protocol: Protocol::Udp,
+            vip: a.parse().unwrap(),
+            port: 53,
+        };
+        let desired = node(vec![kept.clone()], &[]);
+        let observed = node(
+            vec![
+                kept,
+                service(a, vec![]),
+                service(b, vec![]),
+                service(c, vec![]),
+            ],
+            &[a, b, c],
+        );
+        let p = plan(
+            &desired,
+            &observed,
+            at(NOW),
+            &DrainRecord::default(),
+            &options(),
+        );
+        assert_eq!(
+            p.actions,
+            [Action::DelAddress {
+                interface: "balanced0".into(),
+                address: a.parse().unwrap()
+            }]
+        );
+        let held: Vec<_> = p.held.iter().map(|h| name(&h.action)).collect();
+        assert_eq!(
+            held,
+            ["-address", "-address", "-service", "-service", "-service"]
+        );
     }
 
     #[test]
