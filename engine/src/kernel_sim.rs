@@ -29,8 +29,8 @@ use balanced_schemas::v1::{Encapsulation, Scheduler};
 
 use crate::dataplane::{Action, Errno};
 use crate::model::{
-    Destination, DestinationConfig, DestinationKey, Family, Forward, Interface, IpvsTimeouts,
-    NodeState, ServiceConfig, ServiceKey, Stats, VirtualService,
+    Destination, DestinationConfig, DestinationKey, FLAG_HASHED, Family, Forward, Interface,
+    IpvsTimeouts, NodeState, ServiceConfig, ServiceKey, Stats, VirtualService,
 };
 
 /// The `mh` lookup table size with the kernel's default `CONFIG_IP_VS_MH_TAB_INDEX` (12).
@@ -77,7 +77,7 @@ pub fn apply_action(state: &mut NodeState, action: &Action) -> Result<(), Errno>
                 *key,
                 VirtualService {
                     key: *key,
-                    config: config.clone(),
+                    config: without_hashed(config),
                     destinations: Vec::new(),
                     stats: Stats::default(),
                 },
@@ -87,7 +87,7 @@ pub fn apply_action(state: &mut NodeState, action: &Action) -> Result<(), Errno>
         Action::SetService { key, config } => {
             let service = state.services.get_mut(key).ok_or(Errno::ESRCH)?;
             check_service(key, config, service.destinations.len())?;
-            service.config = config.clone();
+            service.config = without_hashed(config);
             Ok(())
         }
         Action::DelService { key } => state.services.remove(key).map(drop).ok_or(Errno::ESRCH),
@@ -157,6 +157,14 @@ pub fn apply_action(state: &mut NodeState, action: &Action) -> Result<(), Errno>
             };
             Ok(())
         }
+    }
+}
+
+/// The kernel keeps `hashed` to itself; states never hold it (observers strip it).
+fn without_hashed(config: &ServiceConfig) -> ServiceConfig {
+    ServiceConfig {
+        flags: config.flags & !FLAG_HASHED,
+        ..config.clone()
     }
 }
 
@@ -395,6 +403,34 @@ mod tests {
             ..direct(1)
         };
         apply_action(&mut state, &add_destination("2001:db8::1", tunnel)).unwrap();
+    }
+
+    #[test]
+    fn mh_refuses_more_destinations_than_its_table() {
+        let mut state = with_service();
+        let service = state.services.get_mut(&service_key()).unwrap();
+        service.destinations = (0..=MH_TABLE_SIZE as u32)
+            .map(|n| Destination {
+                key: DestinationKey {
+                    address: IpAddr::V4(std::net::Ipv4Addr::from(0x0a00_0000 + n)),
+                    port: 80,
+                },
+                config: direct(1),
+                active_connections: 0,
+                inactive_connections: 0,
+                stats: Stats::default(),
+            })
+            .collect();
+        let before = state.clone();
+        let switch = Action::SetService {
+            key: service_key(),
+            config: ServiceConfig {
+                scheduler: Scheduler::Mh,
+                ..service_config()
+            },
+        };
+        assert_eq!(apply_action(&mut state, &switch), Err(Errno::EINVAL));
+        assert_eq!(state, before);
     }
 
     #[test]
