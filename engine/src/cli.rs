@@ -70,6 +70,8 @@ pub enum Command {
     Plan {
         #[command(flatten)]
         manifests: ManifestDirs,
+        #[command(flatten)]
+        role: RoleArgs,
         #[arg(long, value_enum, default_value_t = Output::Text)]
         output: Output,
         /// Show held deletions as if released.
@@ -80,6 +82,8 @@ pub enum Command {
     Apply {
         #[command(flatten)]
         manifests: ManifestDirs,
+        #[command(flatten)]
+        role: RoleArgs,
         /// Release deletions held by maxDeletions (also accepts an emptied directory).
         #[arg(long)]
         allow_mass_delete: bool,
@@ -88,6 +92,8 @@ pub enum Command {
     Run {
         #[command(flatten)]
         manifests: ManifestDirs,
+        #[command(flatten)]
+        role: RoleArgs,
         /// How long a burst of file events is collected before converging once.
         #[arg(long, env = "BALANCED_DEBOUNCE", default_value = "300ms")]
         debounce: DurationArg,
@@ -109,6 +115,38 @@ pub struct ManifestDirs {
         value_delimiter = ':'
     )]
     pub dirs: Vec<PathBuf>,
+}
+
+/// Which part of the load balancer this node plays (`plan`, `apply`, `run`).
+#[derive(Debug, Args)]
+pub struct RoleArgs {
+    /// `director`: IPVS and the VIP link (the LVS nodes). `backend`: the VIPs inside this
+    /// Kubernetes node's pods, for tunnel forwarding (see `balanced_engine::backend`); it needs
+    /// no --config.
+    #[arg(long, env = "BALANCED_ROLE", value_enum, default_value_t = Role::Director)]
+    pub role: Role,
+    /// Backend role: this node's name, as the manifests' `backends[].node` say it.
+    #[arg(long, env = "BALANCED_NODE_NAME", required_if_eq("role", "backend"))]
+    pub node_name: Option<String>,
+    /// Backend role: named network namespaces, each named after its pod's UID (a CNI setup
+    /// that names them so, or tests), looked at before the processes under /proc.
+    #[arg(long, env = "BALANCED_NETNS_DIR", value_name = "DIR")]
+    pub netns_dir: Option<PathBuf>,
+    /// Backend role, `run`: how often the pods are looked at again.
+    #[arg(long, env = "BALANCED_POD_RESYNC", default_value = "10s")]
+    pub pod_resync: DurationArg,
+}
+
+#[derive(Debug, Clone, Copy, PartialEq, Eq, ValueEnum)]
+pub enum Role {
+    Director,
+    Backend,
+}
+
+#[derive(Debug, Clone, Copy, PartialEq, Eq, ValueEnum)]
+pub enum Switch {
+    On,
+    Off,
 }
 
 #[derive(Debug, Clone, Copy, PartialEq, Eq, ValueEnum)]
@@ -207,5 +245,23 @@ mod tests {
                 ..
             }
         ));
+    }
+
+    #[test]
+    fn the_backend_role_needs_a_node_name() {
+        let parse = |args: &[&str]| Cli::try_parse_from(args.iter().copied());
+        assert!(parse(&["balanced", "run", "m", "--role", "backend"]).is_err());
+        let cli = parse(&["balanced", "run", "m", "--role", "backend", "--node-name", "n1"])
+            .expect("parses");
+        let Command::Run { role, .. } = cli.command else {
+            panic!("run expected");
+        };
+        assert_eq!(role.role, Role::Backend);
+        assert_eq!(role.node_name.as_deref(), Some("n1"));
+        let cli = parse(&["balanced", "plan", "m"]).expect("parses");
+        let Command::Plan { role, .. } = cli.command else {
+            panic!("plan expected");
+        };
+        assert_eq!(role.role, Role::Director, "the default role");
     }
 }

@@ -9,6 +9,7 @@ use std::time::SystemTime;
 use balanced_schemas::{Diagnostic, SchemaKind, Severity, json_schema, validate_paths};
 use tracing::{error, info, warn};
 
+use crate::backend::converge::BackendRole;
 use crate::cli::{Cli, Command, DataplaneSpec, Output, SchemaKindArg};
 use crate::converge::{Converger, NodeConfig};
 use crate::daemon;
@@ -29,9 +30,13 @@ pub fn run(cli: Cli) -> Result<ExitStatus, EngineError> {
         Command::Schema { kind } => schema(kind),
         Command::Plan {
             manifests,
+            role,
             output,
             allow_mass_delete,
         } => {
+            if let Some(backend) = BackendRole::from_args(&role, &manifests.dirs, &global) {
+                return backend.plan_command(output == Output::Json);
+            }
             let node = load_node(global.config.as_deref())?;
             plan(
                 node,
@@ -44,8 +49,12 @@ pub fn run(cli: Cli) -> Result<ExitStatus, EngineError> {
         }
         Command::Apply {
             manifests,
+            role,
             allow_mass_delete,
         } => {
+            if let Some(backend) = BackendRole::from_args(&role, &manifests.dirs, &global) {
+                return backend.apply_command();
+            }
             let node = load_node(global.config.as_deref())?;
             apply(
                 node,
@@ -57,8 +66,12 @@ pub fn run(cli: Cli) -> Result<ExitStatus, EngineError> {
         }
         Command::Run {
             manifests,
+            role,
             debounce,
         } => {
+            if let Some(backend) = BackendRole::from_args(&role, &manifests.dirs, &global) {
+                return backend.run_command(role.pod_resync.0);
+            }
             let node = load_node(global.config.as_deref())?;
             let lock = state.lock()?;
             let converger = Converger::open(node, &manifests.dirs, state, false)?;

@@ -1,6 +1,7 @@
 //! The balanced node engine: manifests → desired model → pure plan → dataplane, then observe
 //! again and verify.
 
+pub mod backend;
 pub mod cli;
 pub mod commands;
 pub mod compile;
