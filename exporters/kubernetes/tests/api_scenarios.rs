@@ -214,15 +214,16 @@ async fn initial_lists_events_and_410_relist_drive_the_files() {
                     Some((
                         ok,
                         events(&[
-                            ("ADDED", api_slice),
+                            ("ADDED", api_slice.clone()),
                             (
                                 "MODIFIED",
                                 slice_json("web", &["10.244.1.1", "10.244.1.2"], "104"),
                             ),
+                            ("DELETED", with_rv(api_slice, "105")),
                         ]),
                     )),
                 ),
-                (watch_uri(SLICES, "104"), None),
+                (watch_uri(SLICES, "105"), None),
             ],
         ),
     ]);
