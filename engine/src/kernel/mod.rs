@@ -104,7 +104,7 @@ impl KernelDataplane {
         let mut messages: Vec<IpvsMessage> = Vec::new();
         let mut sent: Vec<usize> = Vec::new();
         for (i, action) in run.iter().enumerate() {
-            if let Some(missing) = self.missing_feature(action) {
+            if let Some(missing) = missing_feature(self.release, action) {
                 results[i] = Some(Err(action_error(action, libc::EOPNOTSUPP, Some(missing))));
             } else if let Some(m) = codec::request_for(action) {
                 messages.push(m);
@@ -117,27 +117,6 @@ impl KernelDataplane {
             results[i] = Some(ack_result(&run[i], acks.get(n)));
         }
         complete(run, results)
-    }
-
-    /// Tunnel types the running kernel cannot do. Kernels before 5.2 ignore the tunnel
-    /// attributes, so sending them would silently create an IPIP destination.
-    fn missing_feature(&self, action: &Action) -> Option<String> {
-        let config = match action {
-            Action::AddDestination { config, .. } | Action::SetDestination { config, .. } => config,
-            _ => return None,
-        };
-        let needs = needed_release(config)?;
-        let release = self.release?;
-        (release < needs).then(|| {
-            format!(
-                "this kernel ({}.{}) cannot do it: {} tunnels need Linux {}.{}",
-                release.0,
-                release.1,
-                tunnel_name(config),
-                needs.0,
-                needs.1
-            )
-        })
     }
 
     fn single(&mut self, action: &Action) -> Result<(), ActionError> {
@@ -197,6 +176,28 @@ fn address_change(action: &Action) -> Option<(&str, bool, IpAddr)> {
         Action::DelAddress { interface, address } => Some((interface, false, *address)),
         _ => None,
     }
+}
+
+/// Tunnel types a kernel of `release` cannot do. Kernels before 5.2 ignore the tunnel
+/// attributes, so sending them would silently create an IPIP destination. An unknown release
+/// is left to the kernel to judge.
+fn missing_feature(release: Option<(u32, u32)>, action: &Action) -> Option<String> {
+    let config = match action {
+        Action::AddDestination { config, .. } | Action::SetDestination { config, .. } => config,
+        _ => return None,
+    };
+    let needs = needed_release(config)?;
+    let release = release?;
+    (release < needs).then(|| {
+        format!(
+            "this kernel ({}.{}) cannot do it: {} tunnels need Linux {}.{}",
+            release.0,
+            release.1,
+            tunnel_name(config),
+            needs.0,
+            needs.1
+        )
+    })
 }
 
 fn needed_release(config: &DestinationConfig) -> Option<(u32, u32)> {
@@ -339,9 +340,18 @@ impl Dataplane for KernelDataplane {
     fn observe(&mut self, request: &ObserveRequest) -> Result<NodeState, DataplaneError> {
         let kernel = |context: &str| {
             let context = context.to_owned();
-            move |e: SocketError| DataplaneError::Kernel {
-                errno: Errno(e.errno()),
-                context: format!("{context}: {e}"),
+            move |e: SocketError| {
+                let mut context = context.clone();
+                if e.errno() == libc::EPERM {
+                    context.push_str(" needs CAP_NET_ADMIN");
+                }
+                if let Some(detail) = socket_detail(&e) {
+                    context.push_str(&format!(" ({detail})"));
+                }
+                DataplaneError::Kernel {
+                    errno: Errno(e.errno()),
+                    context,
+                }
             }
         };
         let (services, unreadable) = self.ipvs.services().map_err(kernel("dumping IPVS"))?;
@@ -450,6 +460,43 @@ mod tests {
             e.message,
             "adding service TCP 198.51.100.10:80: needs CAP_NET_ADMIN (denied)"
         );
+    }
+
+    #[test]
+    fn tunnels_the_running_kernel_lacks_are_refused_before_sending() {
+        let tunnel = |encapsulation| Action::AddDestination {
+            service: ServiceKey::Fwmark {
+                family: crate::model::Family::V4,
+                mark: 1,
+            },
+            destination: crate::model::DestinationKey {
+                address: "192.0.2.1".parse().expect("ip"),
+                port: 80,
+            },
+            config: DestinationConfig {
+                forwarding: Forward::Tunnel {
+                    encapsulation,
+                    port: 6080,
+                    checksum: Default::default(),
+                },
+                weight: 1,
+                upper_threshold: 0,
+                lower_threshold: 0,
+            },
+        };
+        let gue = tunnel(Encapsulation::Gue);
+        let gre = tunnel(Encapsulation::Gre);
+        let ipip = tunnel(Encapsulation::Ipip);
+        assert_eq!(
+            missing_feature(Some((5, 1)), &gue).as_deref(),
+            Some("this kernel (5.1) cannot do it: gue tunnels need Linux 5.2")
+        );
+        assert_eq!(missing_feature(Some((5, 2)), &gue), None);
+        assert!(missing_feature(Some((5, 2)), &gre).is_some());
+        assert_eq!(missing_feature(Some((5, 3)), &gre), None);
+        assert_eq!(missing_feature(Some((4, 19)), &ipip), None);
+        assert_eq!(missing_feature(None, &gre), None);
+        assert_eq!(missing_feature(Some((6, 1)), &gre), None);
     }
 
     #[test]

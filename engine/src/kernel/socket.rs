@@ -274,3 +274,54 @@ fn setsockopt(
         Err(io::Error::last_os_error())
     }
 }
+
+#[cfg(test)]
+mod tests {
+    use super::*;
+    use crate::kernel::netlink::{AttrWriter, push_message};
+
+    fn error(out: &mut Vec<u8>, sequence: u32, errno: i32) {
+        push_message(out, NLMSG_ERROR, 0, sequence, |out| {
+            out.extend_from_slice(&(-errno).to_ne_bytes());
+            push_message(out, 0x24, 0, sequence, |_| {});
+        });
+    }
+
+    fn collect(buf: &[u8], sequence: u32, dump: bool) -> (Option<Result<(), i32>>, Vec<u32>) {
+        let mut seen = Vec::new();
+        let r = answer(buf, sequence, dump, &mut |m| {
+            seen.push(m.header.sequence);
+            Ok(())
+        })
+        .expect("well-formed");
+        (r.map(|r| r.map_err(|e| e.errno())), seen)
+    }
+
+    #[test]
+    fn dump_replies_go_on_until_done_and_other_sequences_are_ignored() {
+        let mut buf = Vec::new();
+        push_message(&mut buf, 0x24, 0x2, 7, |out| AttrWriter::new(out).u32(1, 1));
+        push_message(&mut buf, 0x24, 0x2, 6, |_| {});
+        push_message(&mut buf, 0x24, 0x2, 7, |_| {});
+        assert_eq!(collect(&buf, 7, true), (None, vec![7, 7]));
+        push_message(&mut buf, NLMSG_DONE, 0x2, 7, |out| {
+            out.extend_from_slice(&0i32.to_ne_bytes())
+        });
+        assert_eq!(collect(&buf, 7, true), (Some(Ok(())), vec![7, 7]));
+    }
+
+    #[test]
+    fn a_single_reply_ends_the_exchange_and_errors_keep_their_errno() {
+        let mut buf = Vec::new();
+        push_message(&mut buf, 0x24, 0, 3, |_| {});
+        assert_eq!(collect(&buf, 3, false), (Some(Ok(())), vec![3]));
+        let mut buf = Vec::new();
+        error(&mut buf, 3, libc::EPERM);
+        assert_eq!(collect(&buf, 3, false), (Some(Err(libc::EPERM)), vec![]));
+        let mut buf = Vec::new();
+        push_message(&mut buf, NLMSG_DONE, 0x2, 3, |out| {
+            out.extend_from_slice(&(-libc::EINTR).to_ne_bytes())
+        });
+        assert_eq!(collect(&buf, 3, true), (Some(Err(libc::EINTR)), vec![]));
+    }
+}
