@@ -403,6 +403,29 @@ proptest! {
         let want: BTreeSet<&IpAddr> = d.interface.addresses.iter().filter(owned).collect();
         prop_assert_eq!(have, want);
         prop_assert!(state.interface.exists && state.interface.up);
+
+        // Once every drain timeout and withdraw delay has passed, the owned services are
+        // exactly the desired ones and nothing waits.
+        let later = now() + Duration::from_secs(301);
+        let fourth = plan(&d, &state, later, &third.record, &options);
+        apply_all(&mut state, &fourth.actions)?;
+        let last = plan(&d, &state, later, &fourth.record, &options);
+        prop_assert!(last.actions.is_empty() && last.waiting.is_empty(), "{:?}", last);
+        prop_assert_eq!(last.record, DrainRecord::default());
+        let owned_keys: Vec<&ServiceKey> =
+            state.services.keys().filter(|k| own.owns_service(k)).collect();
+        let desired_keys: Vec<&ServiceKey> =
+            d.services.keys().filter(|k| own.owns_service(k)).collect();
+        prop_assert_eq!(owned_keys, desired_keys);
+        for (key, want) in d.services.iter().filter(|(k, _)| own.owns_service(k)) {
+            let mut have: Vec<(DestinationKey, &DestinationConfig)> =
+                state.services[key].destinations.iter().map(|d| (d.key, &d.config)).collect();
+            have.sort_by_key(|(k, _)| *k);
+            let want: Vec<(DestinationKey, &DestinationConfig)> =
+                want.destinations.iter().map(|d| (d.key, &d.config)).collect();
+            prop_assert_eq!(have, want);
+        }
+        prop_assert_eq!(foreign(&state), foreign(&o));
     }
 
     #[test]
