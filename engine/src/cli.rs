@@ -97,6 +97,27 @@ pub enum Command {
         /// How long a burst of file events is collected before converging once.
         #[arg(long, env = "BALANCED_DEBOUNCE", default_value = "300ms")]
         debounce: DurationArg,
+        /// Where /metrics, /healthz, /readyz and /status are served; '' or `off`: nowhere.
+        /// The bound address is logged and written to <state-dir>/metrics-address.
+        #[arg(
+            long,
+            env = "BALANCED_METRICS_ADDR",
+            default_value = crate::http::DEFAULT_METRICS_ADDR,
+            value_name = "ADDR:PORT|off"
+        )]
+        metrics_addr: crate::http::MetricsAddr,
+        /// Also export per-destination series (a node may hold a million destinations).
+        #[arg(long, env = "BALANCED_METRICS_DESTINATIONS")]
+        metrics_destinations: bool,
+    },
+    /// Withdraw every VIP address (BGP withdraws; IPVS services stay and serve what still
+    /// arrives) or announce them again. A running daemon acts at once; else the next apply.
+    Maintenance {
+        #[arg(value_enum)]
+        switch: Switch,
+        /// Why, for `balanced status` (with `on`).
+        #[arg(long)]
+        reason: Option<String>,
     },
     /// The observed state in manifest terms, with manifests in force, stale, held and draining.
     Status {

@@ -10,13 +10,14 @@ use balanced_schemas::{Diagnostic, SchemaKind, Severity, json_schema, validate_p
 use tracing::{error, info, warn};
 
 use crate::backend::converge::BackendRole;
-use crate::cli::{Cli, Command, DataplaneSpec, Output, SchemaKindArg};
+use crate::cli::{Cli, Command, DataplaneSpec, Output, SchemaKindArg, Switch};
 use crate::converge::{Converger, NodeConfig};
 use crate::daemon;
 use crate::dataplane::{Dataplane, DataplaneError, ObserveRequest};
 use crate::display::{describe_action, render_plan};
 use crate::error::{EngineError, ExitStatus};
 use crate::exec::{execute, verify};
+use crate::metrics::Telemetry;
 use crate::sim::SimDataplane;
 use crate::state_dir::StateDir;
 use crate::status::{StatusDocument, Written, render_text, unix_seconds};
@@ -68,6 +69,8 @@ pub fn run(cli: Cli) -> Result<ExitStatus, EngineError> {
             manifests,
             role,
             debounce,
+            metrics_addr,
+            metrics_destinations,
         } => {
             if let Some(backend) = BackendRole::from_args(&role, &manifests.dirs, &global) {
                 return backend.run_command(role.pod_resync.0);
@@ -76,7 +79,12 @@ pub fn run(cli: Cli) -> Result<ExitStatus, EngineError> {
             let lock = state.lock()?;
             let converger = Converger::open(node, &manifests.dirs, state, false)?;
             let dataplane = open_dataplane(&global.dataplane, false)?;
-            daemon::run(converger, dataplane, debounce.0, lock)
+            let telemetry = std::sync::Arc::new(Telemetry::new(metrics_destinations));
+            crate::http::start(metrics_addr, telemetry.clone(), &converger.state)?;
+            daemon::run(converger, dataplane, debounce.0, lock, telemetry)
+        }
+        Command::Maintenance { switch, reason } => {
+            crate::maintenance::command(&state, switch == Switch::On, reason)
         }
         Command::Status { output } => {
             status(global.config.as_deref(), &state, &global.dataplane, output)
@@ -263,6 +271,7 @@ fn apply(
         draining: check.waiting.clone(),
         failures: outcome.failures.clone(),
         differences: differences.clone(),
+        maintenance: Some(converger.maintenance.status(&converger.node.spec)),
     };
     converger.state.write_status(&document)?;
     info!(
@@ -316,6 +325,7 @@ fn status(
             sysctls: document.observed.sysctls.keys().cloned().collect(),
         },
     };
+    crate::maintenance::refresh_status(&mut document, state)?;
     let mut dataplane = open_dataplane(dataplane, true)?;
     document.observed = dataplane
         .observe(&request)

@@ -14,6 +14,7 @@ use tracing::{error, warn};
 use crate::compile::compile;
 use crate::dataplane::ObserveRequest;
 use crate::error::EngineError;
+use crate::maintenance::Maintenance;
 use crate::manifests::{ManifestSet, Resolution};
 use crate::model::NodeState;
 use crate::plan::{DrainRecord, Plan, PlanOptions, plan};
@@ -61,6 +62,8 @@ pub struct Converger {
     pub state: StateDir,
     /// The result of the last [`Converger::resolve`].
     pub resolution: Resolution,
+    /// The operator's maintenance flag and the failure withdrawal ([`crate::maintenance`]).
+    pub maintenance: Maintenance,
 }
 
 impl Converger {
@@ -75,6 +78,7 @@ impl Converger {
         let manifests = ManifestSet::load(dirs, &state, allow_mass_delete)?;
         let record = state.read_drain_record()?;
         let options = PlanOptions::from_node(&node.spec, allow_mass_delete);
+        let maintenance = Maintenance::load(&state)?;
         let mut converger = Converger {
             node,
             options,
@@ -82,6 +86,7 @@ impl Converger {
             record,
             state,
             resolution: Resolution::default(),
+            maintenance,
         };
         converger.resolve();
         Ok(converger)
@@ -102,9 +107,12 @@ impl Converger {
         self.resolve();
     }
 
-    /// The desired state: every Balancer in force compiled with the node config.
+    /// The desired state: every Balancer in force compiled with the node config, without VIP
+    /// addresses while maintenance withdraws them.
     pub fn desired(&self) -> NodeState {
-        compile(&self.manifests.balancers(), &self.node.spec)
+        let mut desired = compile(&self.manifests.balancers(), &self.node.spec);
+        self.maintenance.apply(&self.node.spec, &mut desired);
+        desired
     }
 
     pub fn plan(&self, desired: &NodeState, observed: &NodeState, now: SystemTime) -> Plan {

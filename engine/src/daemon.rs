@@ -11,10 +11,13 @@
 //!   swapped atomically (git-sync, a ConfigMap volume) is re-resolved and followed; the node
 //!   config's directory, so an edited config is reloaded; a resync every `resyncInterval`,
 //!   sooner while drains wait (every 5 s) or after a failure; SIGHUP = reload and resync now;
-//!   SIGTERM/SIGINT = stop, leaving the kernel as it is.
+//!   SIGTERM/SIGINT = stop, leaving the kernel as it is. The state directory is watched too:
+//!   the operator's maintenance flag ([`crate::maintenance`]) acts as soon as it changes.
+//!   Each converge feeds [`crate::metrics::Telemetry`] (metrics, `/healthz`, `/readyz`, `/status`).
 
 use std::collections::{BTreeMap, BTreeSet};
 use std::path::{Path, PathBuf};
+use std::sync::Arc;
 use std::time::{Duration, Instant, SystemTime};
 
 use notify_debouncer_full::notify::{RecursiveMode, Watcher};
@@ -27,6 +30,8 @@ use crate::dataplane::Dataplane;
 use crate::display::describe_action;
 use crate::error::{EngineError, ExitStatus};
 use crate::exec::{Failure, execute};
+use crate::maintenance::flag_path;
+use crate::metrics::{NodeView, Telemetry, service_names};
 use crate::model::NodeState;
 use crate::plan::{Plan, WaitReason};
 use crate::state_dir::StateLock;
@@ -49,6 +54,8 @@ pub struct Daemon {
     failures: Vec<Failure>,
     /// Something failed: observe again soon rather than trust the cache.
     suspect: bool,
+    /// Metrics and health facts for the operations endpoint ([`crate::http`]).
+    telemetry: Arc<Telemetry>,
 }
 
 impl Daemon {
@@ -66,9 +73,39 @@ impl Daemon {
             last_plan: Plan::default(),
             failures: Vec::new(),
             suspect: false,
+            telemetry: Arc::new(Telemetry::new(false)),
         };
         daemon.report_diagnostics();
         Ok(daemon)
+    }
+
+    /// Reports to `telemetry` from now on (the observation of [`Daemon::start`] worked).
+    pub fn with_telemetry(mut self, telemetry: Arc<Telemetry>) -> Self {
+        telemetry.observed(true);
+        self.telemetry = telemetry;
+        self
+    }
+
+    pub fn telemetry(&self) -> &Telemetry {
+        &self.telemetry
+    }
+
+    /// Re-reads the operator's maintenance flag; plans and converges when it changed.
+    pub fn reload_maintenance(&mut self) {
+        match self.converger.maintenance.reload(&self.converger.state) {
+            Ok(false) => {}
+            Ok(true) => {
+                let on = self.converger.maintenance.operator.is_some();
+                warn!(
+                    "maintenance {}: {} every VIP address",
+                    if on { "on" } else { "off" },
+                    if on { "withdrawing" } else { "announcing" }
+                );
+                let plan = self.plan_now(SystemTime::now());
+                self.converge(plan);
+            }
+            Err(e) => error!("maintenance flag: {e}"),
+        }
     }
 
     pub fn converger(&self) -> &Converger {
@@ -111,10 +148,23 @@ impl Daemon {
             self.converger.resolve();
             self.report_diagnostics();
         }
-        let observed = self
+        let observed = match self
             .dataplane
-            .observe(&self.converger.node.observe_request())?;
+            .observe(&self.converger.node.observe_request())
+        {
+            Ok(observed) => observed,
+            Err(e) => {
+                self.telemetry.observed(false);
+                if self.record_outcome(false) {
+                    let plan = self.plan_now(now);
+                    self.converge_round(plan, false);
+                }
+                return Err(e.into());
+            }
+        };
+        self.telemetry.observed(true);
         let drift = drift(&self.cache, &observed, &self.converger.options.ownership);
+        self.telemetry.drift(drift.len());
         if !drift.is_empty() {
             warn!(
                 differences = drift.len(),
@@ -133,15 +183,72 @@ impl Daemon {
     /// manifests, the drain record and the status document. Failures are logged and kept for
     /// status; they make the next resync come sooner.
     pub fn converge(&mut self, plan: Plan) {
+        self.converge_round(plan, true);
+    }
+
+    /// Executes a plan, then lets `withdrawOnFailure` judge the outcome (`observed`: the
+    /// dataplane's last observation worked); when that withdraws or announces again, plans and
+    /// executes once more. Publishes the status and metrics at the end.
+    fn converge_round(&mut self, mut plan: Plan, observed: bool) {
+        for _ in 0..3 {
+            let ok = self.execute_plan(plan) && observed;
+            if !self.record_outcome(ok) {
+                break;
+            }
+            plan = self.plan_now(SystemTime::now());
+        }
+        let status = self.status();
+        if let Err(e) = self.converger.state.write_status(&status) {
+            error!("{e}");
+        }
+        self.telemetry
+            .set_resync_interval(self.converger.node.spec.resync_interval.as_std());
+        self.telemetry.publish(NodeView {
+            status,
+            names: service_names(&self.converger.manifests.balancers()),
+        });
+    }
+
+    /// Feeds one outcome to `withdrawOnFailure`; true when the addresses must be withdrawn or
+    /// announced again now.
+    fn record_outcome(&mut self, ok: bool) -> bool {
+        let after = self
+            .converger
+            .node
+            .spec
+            .withdraw_on_failure
+            .map(|d| d.as_std());
+        let failure = &mut self.converger.maintenance.failure;
+        let changed = failure.record(ok, SystemTime::now(), after);
+        if changed && failure.withdrawn {
+            error!(
+                "converging has kept failing for withdrawOnFailure; withdrawing every VIP address"
+            );
+        } else if changed {
+            warn!("converged again after failures; announcing the VIP addresses again");
+        }
+        changed
+    }
+
+    /// Executes one plan on the dataplane and the cache and persists the outcome; true when
+    /// every action and the commit succeeded.
+    fn execute_plan(&mut self, plan: Plan) -> bool {
         if !plan.actions.is_empty() {
             info!(actions = plan.actions.len(), "converging");
         }
+        let started = Instant::now();
         let outcome = execute(&mut *self.dataplane, &plan.actions, Some(&mut self.cache));
-        if let Err(e) = self.dataplane.commit() {
-            error!("{e}");
-            self.suspect = true;
-        }
-        if !outcome.ok() {
+        let committed = match self.dataplane.commit() {
+            Ok(()) => true,
+            Err(e) => {
+                error!("{e}");
+                false
+            }
+        };
+        let ok = committed && outcome.ok();
+        self.telemetry
+            .converged(&plan.actions, &outcome.failures, ok, started.elapsed());
+        if !ok {
             self.suspect = true;
         }
         let held_changed = plan.held != self.last_plan.held;
@@ -159,9 +266,7 @@ impl Daemon {
         }
         self.failures = outcome.failures;
         self.last_plan = plan;
-        if let Err(e) = self.converger.state.write_status(&self.status()) {
-            error!("{e}");
-        }
+        ok
     }
 
     /// The status document of the node as the daemon sees it (observed = the cache).
@@ -177,6 +282,7 @@ impl Daemon {
             draining: self.last_plan.waiting.clone(),
             failures: self.failures.clone(),
             differences: Vec::new(),
+            maintenance: Some(self.converger.maintenance.status(&self.converger.node.spec)),
         }
     }
 
@@ -303,6 +409,9 @@ fn wanted_watches(daemon: &Daemon) -> BTreeMap<PathBuf, RecursiveMode> {
     if let Some(parent) = config_dir(&daemon.converger.node.path) {
         wanted.entry(parent).or_insert(RecursiveMode::NonRecursive);
     }
+    if let Ok(state) = std::path::absolute(daemon.converger.state.root()) {
+        wanted.entry(state).or_insert(RecursiveMode::NonRecursive);
+    }
     wanted
 }
 
@@ -342,12 +451,13 @@ pub fn run(
     dataplane: Box<dyn Dataplane>,
     debounce: Duration,
     lock: StateLock,
+    telemetry: Arc<Telemetry>,
 ) -> Result<ExitStatus, EngineError> {
     let runtime = tokio::runtime::Builder::new_current_thread()
         .enable_all()
         .build()
         .map_err(|e| EngineError::Runtime(format!("cannot start the runtime: {e}")))?;
-    let result = runtime.block_on(event_loop(converger, dataplane, debounce));
+    let result = runtime.block_on(event_loop(converger, dataplane, debounce, telemetry));
     drop(lock);
     result
 }
@@ -356,8 +466,10 @@ async fn event_loop(
     converger: Converger,
     dataplane: Box<dyn Dataplane>,
     debounce: Duration,
+    telemetry: Arc<Telemetry>,
 ) -> Result<ExitStatus, EngineError> {
-    let mut daemon = Daemon::start(converger, dataplane)?;
+    let mut daemon = Daemon::start(converger, dataplane)?.with_telemetry(telemetry);
+    let flag = std::path::absolute(flag_path(&daemon.converger.state)).ok();
     let (tx, mut events) = tokio::sync::mpsc::unbounded_channel::<DebounceEventResult>();
     let mut debouncer = new_debouncer(debounce, None, move |result| {
         // The receiver is gone only when the loop has ended.
@@ -389,6 +501,7 @@ async fn event_loop(
     };
     let mut next_resync = Instant::now() + resync_interval(&daemon);
     loop {
+        daemon.telemetry.loop_turned();
         let wake = daemon
             .wake_after(SystemTime::now())
             .map(|d| Instant::now() + d)
@@ -415,6 +528,9 @@ async fn event_loop(
                 let config_dir = config_dir(&daemon.converger.node.path);
                 if paths.iter().any(|p| config_dir.as_deref().is_some_and(|d| p.starts_with(d))) {
                     reload_config(&mut daemon);
+                }
+                if paths.iter().any(|p| Some(p) == flag.as_ref()) {
+                    daemon.reload_maintenance();
                 }
                 let now = SystemTime::now();
                 let plan = if rescan {
@@ -443,6 +559,7 @@ async fn event_loop(
             _ = hangup.recv() => {
                 info!("SIGHUP: reloading the node config and resyncing now");
                 reload_config(&mut daemon);
+                daemon.reload_maintenance();
                 match daemon.resync(SystemTime::now()) {
                     Ok(plan) => daemon.converge(plan),
                     Err(e) => error!("resync: {e}"),
@@ -479,3 +596,4 @@ fn reload_config(daemon: &mut Daemon) {
         }
     }
 }
+

@@ -28,29 +28,7 @@ impl SimDataplane {
     /// Opens the state at `path` (a missing file is an empty node). `read_only`: `plan` never
     /// changes it; applying is refused.
     pub fn open(path: &Path, read_only: bool) -> Result<Self, DataplaneError> {
-        let io = |source| DataplaneError::Io {
-            path: path.to_owned(),
-            source,
-        };
-        let format = |source| DataplaneError::SimFormat {
-            path: path.to_owned(),
-            source,
-        };
-        let (document, state) = match std::fs::read(path) {
-            Ok(bytes) => {
-                let mut document: serde_json::Map<String, serde_json::Value> =
-                    serde_json::from_slice(&bytes).map_err(format)?;
-                let state = match document.remove("observed") {
-                    Some(observed) => serde_json::from_value(observed).map_err(format)?,
-                    None => NodeState::default(),
-                };
-                (document, state)
-            }
-            Err(e) if e.kind() == std::io::ErrorKind::NotFound => {
-                (serde_json::Map::new(), NodeState::default())
-            }
-            Err(e) => return Err(io(e)),
-        };
+        let (document, state) = load(path)?;
         Ok(SimDataplane {
             path: path.to_owned(),
             read_only,
@@ -69,7 +47,13 @@ impl SimDataplane {
 impl Dataplane for SimDataplane {
     /// Like the kernel: every service, the requested link (missing when the file holds another
     /// or none) and only the requested sysctls.
+    /// The file is read again first (unless applied changes wait for `commit`), so what
+    /// another process wrote there — connection counts, drift, a broken file — is seen the way
+    /// a kernel's changes would be.
     fn observe(&mut self, request: &ObserveRequest) -> Result<NodeState, DataplaneError> {
+        if !self.dirty {
+            (self.document, self.state) = load(&self.path)?;
+        }
         let interface = if self.state.interface.name == request.interface {
             self.state.interface.clone()
         } else {
@@ -145,6 +129,35 @@ impl Dataplane for SimDataplane {
         })?;
         self.dirty = false;
         Ok(())
+    }
+}
+
+/// Reads the document at `path`: its other keys and its `observed` state (a missing file is an
+/// empty node).
+fn load(
+    path: &Path,
+) -> Result<(serde_json::Map<String, serde_json::Value>, NodeState), DataplaneError> {
+    let format = |source| DataplaneError::SimFormat {
+        path: path.to_owned(),
+        source,
+    };
+    match std::fs::read(path) {
+        Ok(bytes) => {
+            let mut document: serde_json::Map<String, serde_json::Value> =
+                serde_json::from_slice(&bytes).map_err(format)?;
+            let state = match document.remove("observed") {
+                Some(observed) => serde_json::from_value(observed).map_err(format)?,
+                None => NodeState::default(),
+            };
+            Ok((document, state))
+        }
+        Err(e) if e.kind() == std::io::ErrorKind::NotFound => {
+            Ok((serde_json::Map::new(), NodeState::default()))
+        }
+        Err(source) => Err(DataplaneError::Io {
+            path: path.to_owned(),
+            source,
+        }),
     }
 }
 

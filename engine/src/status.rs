@@ -14,6 +14,7 @@ use std::time::{SystemTime, UNIX_EPOCH};
 use serde::{Deserialize, Serialize};
 
 use crate::exec::Failure;
+use crate::maintenance::MaintenanceStatus;
 use crate::manifests::{FileState, ManifestStatus, SourceStatus};
 use crate::model::{Forward, NodeState, ServiceKey, SocketLike};
 use crate::ownership::Ownership;
@@ -50,6 +51,9 @@ pub struct StatusDocument {
     /// Differences left after the last converge (`apply` verifies; `run` at each resync).
     #[serde(default)]
     pub differences: Vec<String>,
+    /// Whether maintenance withdraws the VIP addresses, and which switch.
+    #[serde(default, skip_serializing_if = "Option::is_none")]
+    pub maintenance: Option<MaintenanceStatus>,
 }
 
 #[derive(Debug, Clone, PartialEq, Eq, Serialize, Deserialize)]
@@ -109,6 +113,31 @@ pub fn render_text(status: &StatusDocument, now: u64) -> String {
             written.by,
             written.pid,
             ago(now, written.at)
+        );
+    }
+
+    if let Some(maintenance) = status.maintenance.as_ref().filter(|m| m.withdrawn) {
+        let mut why = Vec::new();
+        if let Some(flag) = &maintenance.operator {
+            let mut s = format!("balanced maintenance on, {} ago", ago(now, flag.since));
+            if let Some(reason) = &flag.reason {
+                let _ = write!(s, ": {reason}");
+            }
+            why.push(s);
+        }
+        if maintenance.node_config {
+            why.push("maintenance: true in the node config".to_owned());
+        }
+        if maintenance.withdrawn_on_failure {
+            why.push(format!(
+                "withdrawOnFailure: converging has failed for {}",
+                ago(now, maintenance.failing_since.unwrap_or(now))
+            ));
+        }
+        let _ = writeln!(
+            out,
+            "MAINTENANCE: every VIP address withdrawn, services kept ({})",
+            why.join("; ")
         );
     }
 
