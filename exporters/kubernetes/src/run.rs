@@ -163,19 +163,24 @@ impl Renderer {
     }
 }
 
-/// Applies every input already waiting (without waiting for more), so a burst is one flush.
+/// Inputs applied at most before a flush, so a steady stream of events cannot hold writes back.
+const MAX_BATCH: usize = 50_000;
+
+/// Applies the inputs already waiting (without waiting for more), so a burst is one flush.
+/// Returns false when the streams ended.
 fn drain_ready<S: Stream<Item = Input> + Unpin>(
     stream: &mut S,
     renderer: &mut Renderer,
     metrics: &Metrics,
 ) -> bool {
-    loop {
+    for _ in 0..MAX_BATCH {
         match stream.next().now_or_never() {
             Some(Some(input)) => apply_input(input, renderer, metrics),
             Some(None) => return false,
             None => return true,
         }
     }
+    true
 }
 
 fn apply_input(input: Input, renderer: &mut Renderer, metrics: &Metrics) {

@@ -1,7 +1,8 @@
 //! The writer: puts rendered manifests on disk, one file per path, and nothing else.
 //!
-//! Rules: a file is replaced atomically (temporary file in the same directory, fsync, rename,
-//! fsync the directory), so a reader sees the old bytes or the new ones, never a mix; a file is
+//! Rules: a file is replaced atomically (temporary file in the same directory, fsync, rename;
+//! every directory touched is fsynced once at the end of the batch, before the batch is
+//! reported or committed), so a reader sees the old bytes or the new ones, never a mix; a file is
 //! rewritten only when its bytes change; `metadata.generation` continues from the file on disk
 //! and is bumped on every change; only files whose `metadata.source` starts with `kubernetes/`
 //! are ever replaced or deleted. With Git, each batch becomes one commit naming the Services.
@@ -158,14 +159,7 @@ impl Writer {
             .filter(|p| !manifests.contains_key(*p))
             .cloned()
             .collect();
-        let mut batch = Batch::default();
-        for (path, balancer) in manifests {
-            batch.record(self.write(&path, balancer));
-        }
-        for path in gone {
-            batch.record(self.delete(&path));
-        }
-        batch
+        self.batch(manifests, gone)
     }
 
     /// Makes the directory hold exactly `manifests` for one Service: files of the Service that
@@ -181,18 +175,34 @@ impl Writer {
             .filter(|(p, o)| &o.service == service && !manifests.contains_key(*p))
             .map(|(p, _)| p.clone())
             .collect();
+        self.batch(manifests, gone)
+    }
+
+    fn batch(&mut self, manifests: BTreeMap<String, Balancer>, gone: Vec<String>) -> Batch {
         let mut batch = Batch::default();
+        let mut dirs = BTreeSet::new();
         for (path, balancer) in manifests {
-            batch.record(self.write(&path, balancer));
+            batch.record(self.write(&path, balancer, &mut dirs));
         }
         for path in gone {
-            batch.record(self.delete(&path));
+            batch.record(self.delete(&path, &mut dirs));
+        }
+        for dir in dirs {
+            if let Err(e) = sync_dir(&dir) {
+                batch.errors.push(e);
+            }
         }
         batch
     }
 
     /// Writes one manifest when its bytes differ from the file's, continuing its generation.
-    fn write(&mut self, path: &str, mut balancer: Balancer) -> Result<Option<Change>, Error> {
+    /// Directories to fsync are added to `dirs`.
+    fn write(
+        &mut self,
+        path: &str,
+        mut balancer: Balancer,
+        dirs: &mut BTreeSet<PathBuf>,
+    ) -> Result<Option<Change>, Error> {
         let service = balancer
             .metadata
             .source
@@ -220,7 +230,7 @@ impl Writer {
         };
         balancer.metadata.generation = Some(generation);
         let bytes = manifest::to_yaml(&balancer)?;
-        atomic_write(&self.dir.join(path), bytes.as_bytes())?;
+        dirs.extend(replace_file(&self.dir.join(path), bytes.as_bytes())?);
         self.owned.insert(
             path.to_owned(),
             OnDisk {
@@ -236,7 +246,11 @@ impl Writer {
         }))
     }
 
-    fn delete(&mut self, path: &str) -> Result<Option<Change>, Error> {
+    fn delete(
+        &mut self,
+        path: &str,
+        dirs: &mut BTreeSet<PathBuf>,
+    ) -> Result<Option<Change>, Error> {
         let Some(on_disk) = self.owned.remove(path) else {
             return Ok(None);
         };
@@ -247,9 +261,10 @@ impl Writer {
             Err(e) => return Err(Error::io(&full, e)),
         }
         if let Some(parent) = full.parent() {
-            sync_dir(parent)?;
             if parent != self.dir && fs::remove_dir(parent).is_ok() {
-                sync_dir(&self.dir)?;
+                dirs.insert(self.dir.clone());
+            } else {
+                dirs.insert(parent.to_path_buf());
             }
         }
         Ok(Some(Change {
@@ -377,16 +392,17 @@ fn collect_yaml(root: &Path, dir: &Path, out: &mut Vec<String>) -> Result<(), Er
     Ok(())
 }
 
-/// Replaces `path` with `bytes` so that readers see either the old or the new file.
-pub fn atomic_write(path: &Path, bytes: &[u8]) -> Result<(), Error> {
+/// Replaces `path` with `bytes` so that readers see either the old or the new file: a
+/// temporary file in the same directory, fsynced, renamed over it. Returns the directories
+/// whose entries changed, which the caller fsyncs (once per batch).
+pub fn replace_file(path: &Path, bytes: &[u8]) -> Result<Vec<PathBuf>, Error> {
     let parent = path
         .parent()
         .ok_or_else(|| Error::io(path, std::io::Error::other("no parent directory")))?;
+    let mut dirs = vec![parent.to_path_buf()];
     if !parent.exists() {
         fs::create_dir_all(parent).map_err(|e| Error::io(parent, e))?;
-        if let Some(grandparent) = parent.parent() {
-            sync_dir(grandparent)?;
-        }
+        dirs.extend(parent.parent().map(Path::to_path_buf));
     }
     let name = path
         .file_name()
@@ -399,7 +415,7 @@ pub fn atomic_write(path: &Path, bytes: &[u8]) -> Result<(), Error> {
     file.sync_all().map_err(|e| Error::io(&temporary, e))?;
     drop(file);
     fs::rename(&temporary, path).map_err(|e| Error::io(path, e))?;
-    sync_dir(parent)
+    Ok(dirs)
 }
 
 fn sync_dir(dir: &Path) -> Result<(), Error> {
