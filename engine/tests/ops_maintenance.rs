@@ -167,3 +167,60 @@ fn a_running_daemon_acts_on_the_flag_at_once() {
     std::thread::sleep(Duration::from_millis(300));
     assert_eq!(node.observed(), before, "and stays so");
 }
+
+#[test]
+fn withdraw_on_failure_withdraws_while_converging_fails_and_announces_after_a_success() {
+    let node = Node::new("  resyncInterval: 1s\n  withdrawOnFailure: 2s\n");
+    populate(&node);
+    let log = node.root.path().join("run.log");
+    let run = Running::start(&node, &[], &log);
+    run.metrics_until("both addresses announced", |t| {
+        sample(t, "balanced_announced_addresses") == Some(2.0)
+    });
+    run.until_code("/readyz", 200);
+
+    // The simulated node cannot be written any more: a directory where the simulated
+    // dataplane's temporary file goes makes every commit fail (as root too).
+    let blocker = node
+        .root
+        .path()
+        .join(format!(".node.json.{}.tmp", run.pid()));
+    std::fs::create_dir(&blocker).expect("block the sim commit");
+    node.write(
+        "dns.yaml",
+        &balancer("dns", DNS, 53, &[("10.0.1.1", 1), ("10.0.1.2", 1)]),
+    );
+    let failing = run.metrics_until("withdrawn on failure", |t| {
+        sample(t, "balanced_maintenance{switch=\"failure\"}") == Some(1.0)
+            && sample(t, "balanced_announced_addresses") == Some(0.0)
+    });
+    assert!(
+        sample(&failing, "balanced_converges_total{result=\"failed\"}").is_some_and(|n| n >= 2.0),
+        "{failing}"
+    );
+    assert_eq!(run.get("/readyz").0, 503);
+    let (_, status) = run.get("/status");
+    let status: serde_json::Value = serde_json::from_str(&status).expect("status JSON");
+    assert_eq!(
+        status["maintenance"]["withdrawnOnFailure"], true,
+        "{status}"
+    );
+    assert!(status["maintenance"]["failingSince"].is_u64(), "{status}");
+
+    std::fs::remove_dir(&blocker).expect("unblock");
+    run.metrics_until("announced again", |t| {
+        sample(t, "balanced_maintenance{switch=\"failure\"}") == Some(0.0)
+            && sample(t, "balanced_announced_addresses") == Some(2.0)
+    });
+    run.until_code("/readyz", 200);
+    let state = node.observed();
+    assert_eq!(addresses(&state), [WEB, DNS], "the file has them again");
+    assert_eq!(
+        destinations(&state, &tcp(DNS, 53)).len(),
+        2,
+        "the edit that failed converged"
+    );
+    let log = std::fs::read_to_string(&log).unwrap_or_default();
+    assert!(log.contains("withdrawing every VIP address"), "{log}");
+    assert!(log.contains("announcing the VIP addresses again"), "{log}");
+}

@@ -61,6 +61,10 @@ impl Running {
         Running { child, addr }
     }
 
+    pub fn pid(&self) -> u32 {
+        self.child.id()
+    }
+
     /// `GET path` → (status code, body).
     pub fn get(&self, path: &str) -> (u16, String) {
         get(self.addr, path)
