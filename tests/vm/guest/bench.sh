@@ -1,0 +1,82 @@
+# /vm/bench.sh — the performance comparison of issue 4, in ONE guest boot (tests/vm/bench):
+#   1. keepalived: start → the last virtual server holds all its destinations
+#   2. ipvsadm -Sn: dump time of that full state
+#   3. balanced apply from empty: every service, destination and VIP address
+#   4. no-change resync: balanced plan / apply on the converged node, vs ipvsadm -Sn
+#   5. one weight changed in one manifest while `balanced run` holds the configuration:
+#      file mtime → the run log's line for that change, confirmed in the kernel
+# Prints "BENCH <key> <seconds> ..." lines. Every timed step starts from a freshly loaded IPVS
+# (deleted destinations stay on a "trash" list that every add scans).
+. /vm/lib.sh
+. /bench/bench.env
+B=/bench
+up() { cut -d' ' -f1 /proc/uptime; }
+since() { awk "BEGIN{printf \"%.2f\", $(up) - $1}"; }
+bench() { echo "BENCH $*"; }
+IPVS_MODS=$(grep '^ip_vs' /lib/modules/load-order | tr '\n' ' ')
+fresh_ipvs() {
+  ipvsadm -C
+  ip link del balanced0 2>/dev/null
+  rev=""; for m in $IPVS_MODS; do rev="$m $rev"; done
+  for m in $rev; do rmmod $m; done
+  for m in $IPVS_MODS; do insmod /lib/modules/$m.ko; done
+}
+dests_of() { ipvsadm -Ln -t $1:80 2>/dev/null | grep -c -- '->.*Route'; }
+total_dests() { ipvsadm -Ln | grep -c -- '->.*Route'; }
+echo "BENCH-INFO $NSVC services x $NDEST destinations; $(balanced --version); $(keepalived --version 2>&1 | head -1)"
+
+# --- 1. keepalived --------------------------------------------------------------------------
+fresh_ipvs
+t0=$(up)
+keepalived -C -n -l -G -R -f $B/keepalived.conf -p /run/ka.pid -c /run/ka-check.pid > /tmp/ka.log 2>&1 &
+ka=$!
+while [ "$(dests_of $LAST_VIP)" != "$NDEST" ]; do usleep 200000; done
+bench keepalived_converge $(since $t0) "(last virtual server complete; poll 0.2 s)"
+n=$(total_dests)
+check_eq "keepalived reached the full state" $((NSVC * NDEST)) "$n"
+# 2. ipvsadm -Sn of the full state
+for k in 1 2 3; do t0=$(up); ipvsadm -Sn > /dev/null; bench ipvsadm_Sn $(since $t0); done
+kill -KILL $ka; sleep 1
+
+# --- 3. balanced from empty --------------------------------------------------------------------
+fresh_ipvs
+BAL_CONFIG=$B/node.yaml
+rm -rf "$BAL_STATE"; mkdir -p "$BAL_STATE"
+t0=$(up)
+bal apply --dataplane kernel $B/manifests > /tmp/apply.log 2>&1
+rc=$?
+bench balanced_apply_from_empty $(since $t0) "rc=$rc"
+tail -3 /tmp/apply.log
+check_eq "balanced reached the full state" $((NSVC * NDEST)) "$(total_dests)"
+check_eq "balanced announced every VIP" "$NSVC" "$(ip -o addr show dev balanced0 scope global | wc -l)"
+for k in 1 2 3; do t0=$(up); ipvsadm -Sn > /dev/null; bench ipvsadm_Sn_after_balanced $(since $t0); done
+
+# --- 4. no-change resync ------------------------------------------------------------------------
+for k in 1 2 3; do
+  t0=$(up); bal plan --dataplane kernel $B/manifests > /tmp/plan.log 2>&1; rc=$?
+  bench balanced_plan_no_change $(since $t0) "rc=$rc (parse $NSVC files + observe + plan)"
+done
+t0=$(up); bal apply --dataplane kernel $B/manifests > /tmp/apply2.log 2>&1; rc=$?
+bench balanced_apply_no_change $(since $t0) "rc=$rc (parse + observe + plan + verify)"
+
+# --- 5. one weight change under balanced run ------------------------------------------------------
+cp -r $B/manifests /tmp/m
+rm -f $BAL_STATE/status.json
+bal_run_start --dataplane kernel --debounce 20ms /tmp/m
+# ready once its first round (observe everything, nothing to do) wrote the status document
+t0=$(up)
+wait_until 1200 test -f $BAL_STATE/status.json
+bench balanced_run_first_round $(since $t0) "(start, parse, observe, plan: nothing to do)"
+sleep 2
+t0=$(up)
+sed 's/^    - address: \(10\.[0-9.]*\.1\)$/    - address: \1\n      weight: 2/' /tmp/m/$LAST_FILE > /tmp/edit.yaml
+mv /tmp/edit.yaml /tmp/m/$LAST_FILE
+mtime=$(stat -c %y /tmp/m/$LAST_FILE | cut -d' ' -f2)
+while ! ipvsadm -Ln -t $LAST_VIP:80 | grep -q 'Route *2 '; do usleep 20000; done
+bench weight_change_visible_polled $(since $t0) "(ipvsadm poll, includes its own start-up)"
+line=$(grep 'weight 2' $BAL_STATE.run.log | head -1)
+logged=$(echo "$line" | sed 's/^[0-9-]*T\([0-9:.]*\)Z.*/\1/')
+bench weight_change_file_to_applied $(echo "$mtime $logged" | awk '{split($1, a, ":"); split($2, b, ":"); printf "%.4f", (b[1]*3600+b[2]*60+b[3]) - (a[1]*3600+a[2]*60+a[3])}') "(file mtime $mtime -> log $logged, debounce 20ms)"
+echo "$line"
+bal_run_stop
+tail -5 $BAL_STATE.run.log
