@@ -81,4 +81,18 @@ cap err-dst-edit-missing         ipvsadm -e -t 198.51.100.1:80 -r 192.0.2.99:80 
 cap err-dst-thresholds-range     ipvsadm -a -t 198.51.100.1:80 -r 192.0.2.20:80 -g -x 10 -y 20
 cap flush                        ipvsadm -C
 cap dump-empty                   ipvsadm -Ln
+# --- counters after real traffic: connection counts and (64-bit) stats are non-zero ------------
+. /vm/topology.sh
+topo_up
+ip link add balanced0 type dummy; ip link set balanced0 up
+ip addr add 198.51.100.1/32 dev balanced0
+ipvsadm -A -t 198.51.100.1:80 -s rr
+ipvsadm -a -t 198.51.100.1:80 -r 192.0.2.11:80 -m -w 1
+ipvsadm -a -t 198.51.100.1:80 -r 192.0.2.12:80 -m -w 2
+echo "traffic: $(fetch_n 6 http://198.51.100.1/)"
+sleep 3   # the kernel's rate estimator ticks every 2 s
+cap dump-stats-after-traffic     ipvsadm -Ln --stats --exact
+cap dump-rate-after-traffic      ipvsadm -Ln --rate --exact
+cap dump-conns-after-traffic     ipvsadm -Ln
+ipvsadm -C
 echo "capture: $CAPS operations recorded"
