@@ -18,7 +18,7 @@ use std::time::Duration;
 use balanced_schemas::v1::PodRef;
 use balanced_schemas::{Manifest, load_paths};
 use serde::{Deserialize, Serialize};
-use tracing::{error, info, warn};
+use tracing::{debug, error, info, warn};
 
 use crate::backend::kernel::{Observation, Owned, PodKernel};
 use crate::backend::model::{FouPort, PodIntent, TunnelDevice, desired, pod_intents};
@@ -26,7 +26,7 @@ use crate::backend::namespace::{Discovery, NetnsId, PodNamespace};
 use crate::backend::plan::{PodAction, plan};
 use crate::cli::{GlobalArgs, Role, RoleArgs};
 use crate::error::{EngineError, ExitStatus};
-use crate::state_dir::write_atomic;
+use crate::state_dir::{StateDir, write_atomic};
 
 const RECORD: &str = "backend-record.json";
 
@@ -206,6 +206,7 @@ impl BackendRole {
 
     /// `apply --role backend`: one pass; exit 1 when an action failed or a difference is left.
     pub fn apply_command(&self) -> Result<ExitStatus, EngineError> {
+        let _lock = StateDir::new(&self.state_dir).lock()?;
         let mut record = self.read_record()?;
         let reports = self.pass(&mut record, true);
         self.write_record(&record)?;
@@ -214,15 +215,23 @@ impl BackendRole {
 
     /// `run --role backend`: a pass every `every`, until the process is stopped.
     pub fn run_command(&self, every: Duration) -> Result<ExitStatus, EngineError> {
+        let _lock = StateDir::new(&self.state_dir).lock()?;
         let mut record = self.read_record()?;
         info!(node = %self.node_name, "backend role running");
         loop {
+            let before = record.clone();
             let reports = self.pass(&mut record, true);
-            if let Err(e) = self.write_record(&record) {
+            if record != before
+                && let Err(e) = self.write_record(&record)
+            {
                 error!("{e}");
             }
             let changed: usize = reports.iter().map(|r| r.actions.len()).sum();
-            info!(pods = reports.len(), changed, "backend pass done");
+            if changed > 0 || outcome(&reports) != ExitStatus::Success {
+                info!(pods = reports.len(), changed, "backend pass done");
+            } else {
+                debug!(pods = reports.len(), "backend pass: no changes");
+            }
             std::thread::sleep(every);
         }
     }
@@ -341,17 +350,24 @@ struct PodOutcome {
     differences: Vec<PodAction>,
 }
 
-/// A removal of something already gone succeeded.
+/// A removal of something already gone succeeded (`fou` answers a missing port with EINVAL).
 fn is_gone(action: &PodAction, errno: i32) -> bool {
-    action.is_removal() && [libc::ENOENT, libc::ESRCH, libc::EADDRNOTAVAIL].contains(&errno)
+    match action {
+        PodAction::DelFouPort { .. } => errno == libc::EINVAL,
+        _ => {
+            action.is_removal() && [libc::ENOENT, libc::ESRCH, libc::EADDRNOTAVAIL].contains(&errno)
+        }
+    }
 }
 
-/// An addition of something present that balanced did not record: left to its owner.
+/// An addition of something present that balanced did not record: left to its owner (`fou`
+/// answers an existing port with EALREADY).
 fn already_there(action: &PodAction, errno: i32) -> bool {
-    matches!(
-        action,
-        PodAction::AddAddress { .. } | PodAction::AddFouPort { .. }
-    ) && errno == libc::EEXIST
+    match action {
+        PodAction::AddAddress { .. } => errno == libc::EEXIST,
+        PodAction::AddFouPort { .. } => errno == libc::EEXIST || errno == libc::EALREADY,
+        _ => false,
+    }
 }
 
 /// The plan as text: one block per pod, one diff line per action.

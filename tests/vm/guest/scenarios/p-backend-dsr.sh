@@ -6,6 +6,7 @@
 #                                └── eth1 10.0.0.2/30 ── router eth2 10.0.0.1 (replies' way out)
 #   pods: namespaces /run/netns/<pod UID> (--netns-dir, as a CNI naming them would), eth0 on cni0
 #
+# pod-c is another node's backend (weight 0, so the director never picks it): left alone.
 # The pods start with nothing but eth0 and a default route; `balanced --role backend` does the
 # rest. Replies leave the knode towards the router directly: the director's bridge port to the
 # knode (kn-lan) sees the requests go out and nothing come back.
@@ -52,6 +53,7 @@ pod_up() {
   ip -n $1 link set eth0 mtu 1450 up
   ip -n $1 addr add 10.244.1.$2/24 dev eth0
   ip -n $1 route add default via 10.244.1.1
+  ip -n knode neigh del 10.244.1.$2 dev cni0 2>/dev/null  # a restarted pod has a new MAC
   mkdir -p /www/$3; echo $3 > /www/$3/index.html
   nsx $1 httpd -p 80 -h /www/$3
 }
@@ -59,9 +61,10 @@ pod_up $UA 11 pod-a
 pod_up $UB 12 pod-b
 pod_up $UC 13 pod-c
 
-backend() {  # backend ADDR UID NODE
+backend() {  # backend ADDR UID NODE [WEIGHT]
   cat <<YAML
     - address: $1
+      weight: ${4:-1}
       node: $3
       pod: {namespace: default, name: web-$2, uid: $2}
 YAML
@@ -77,7 +80,7 @@ service() {  # service BACKENDS_YAML
 $1
 YAML
 }
-manifest $M/web.yaml dsr-web $VIP "$(service "$(backend 10.244.1.11 $UA knode; backend 10.244.1.12 $UB knode; backend 10.244.1.13 $UC other-node)")"
+manifest $M/web.yaml dsr-web $VIP "$(service "$(backend 10.244.1.11 $UA knode; backend 10.244.1.12 $UB knode; backend 10.244.1.13 $UC other-node 0)")"
 bal apply $M > /tmp/p.apply 2>&1
 check_exit "(p) director: apply the tunnel-forwarded service with pod backends" 0 $? /tmp/p.apply
 
@@ -100,6 +103,11 @@ pod_view() {  # pod_view UID: what balanced set in the pod, one line
        "rp=$(nsx $1 cat /proc/sys/net/ipv4/conf/all/rp_filter)$(nsx $1 cat /proc/sys/net/ipv4/conf/tunl0/rp_filter)" \
        "rule=$(ip -n $1 rule show | grep -c "from $VIP lookup 4177")" \
        "route=$(ip -n $1 route show table 4177 | tr -s ' ' | sed 's/ $//')"
+}
+# wait_view UID WANT SECONDS: until the pod shows WANT (a pass may be midway when polled).
+wait_view() {
+  n=0
+  while [ "$(pod_view $1)" != "$2" ] && [ $n -lt $(( $3 * 2 )) ]; do usleep 500000; n=$((n + 1)); done
 }
 want="addr=$VIP/32  link=UP,LOWER_UP mtu 1430  rp=00 rule=1 route=default via 10.244.1.1 dev eth0 proto 177 advmss 1390"
 check_eq "(p) pod-a: VIP on tunl0, up, MTU, rp_filter, rule and MSS route" "$want" "$(pod_view $UA)"
@@ -128,10 +136,14 @@ fi
 
 # -- MSS clamping on the SYN-ACK: the client's connection uses the pod's advertised 1390 --------
 if command -v ss >/dev/null; then
-  (sleep 4 | nsenter --net=/run/netns/client nc $VIP 80 >/dev/null 2>&1) &
-  sleep 2
-  mss=$(nsenter --net=/run/netns/client ss -tin dst $VIP | grep -o ' mss:[0-9]*' | head -1 | tr -d ' ')
-  check_eq "(p) the client's connection took the clamped MSS from the SYN-ACK" "mss:1390" "$mss"
+  (sleep 20 | nsx client nc $VIP 80 >/dev/null 2>&1) &
+  wait_until 15 sh -c "/usr/sbin/ip netns exec client ss -tn state established | grep -q $VIP:80"
+  nsx client ss -tin > /tmp/p.ss 2>&1
+  cat /tmp/p.ss
+  mss=$(grep -o '[^a-z]mss:[0-9]*' /tmp/p.ss | head -1 | tr -dc 'a-z:0-9')
+  # ss's mss is what the client sends: the SYN-ACK's 1390 less 12 bytes of TCP timestamps
+  # (unclamped it would be 1450 - 40 - 12 = 1398; the client's own path allows 1448).
+  check_eq "(p) the client's connection took the clamped MSS from the SYN-ACK (1390 - 12)" "mss:1378" "$mss"
   wait
 else
   fail "(p) MSS visible on the client" "ss in the guest (tests/vm/lib/host.sh copies it)" "no ss"
@@ -144,19 +156,18 @@ runpid=$!
 ip -n knode link del veth11
 ip netns del $UA
 pod_up $UA 11 pod-a
-if wait_until 30 sh -c "ip -n $UA -o addr show dev tunl0 | grep -q $VIP/32"; then
-  check_eq "(p) pod-a restarted (new namespace): configured again by run" "$want" "$(pod_view $UA)"
-else fail "(p) pod-a restarted: configured again by run" "$VIP/32 on tunl0 within 30s" "$(pod_view $UA); $(tail -5 /tmp/p.run.log)"; fi
+wait_view $UA "$want" 30
+check_eq "(p) pod-a restarted (new namespace): configured again by run" "$want" "$(pod_view $UA)"
 ans=$(fetch_n 4 http://$VIP/)
 check_eq "(p) after the restart both pods answer again" "4" "$(( $(count pod-a $ans) + $(count pod-b $ans) ))"
 
 # -- removal: pod-b leaves the service; only what balanced added goes ----------------------------
 ip -n $UB addr add 203.0.113.77/32 dev tunl0
 manifest $M/web.yaml dsr-web $VIP "$(service "$(backend 10.244.1.11 $UA knode)")"
-if wait_until 20 sh -c "! ip -n $UB -o addr show dev tunl0 | grep -q $VIP/32"; then
-  check_eq "(p) pod-b removed from the service: VIP, rule and route gone, foreign address kept" \
-    "addr=203.0.113.77/32  link=UP,LOWER_UP mtu 1430  rp=00 rule=0 route=" "$(pod_view $UB)"
-else fail "(p) pod-b removed from the service loses the VIP" "no $VIP on pod-b's tunl0 within 20s" "$(pod_view $UB)"; fi
+gone="addr=203.0.113.77/32  link=UP,LOWER_UP mtu 1430  rp=00 rule=0 route="
+wait_view $UB "$gone" 20
+check_eq "(p) pod-b removed from the service: VIP, rule and route gone, foreign address kept" \
+  "$gone" "$(pod_view $UB)"
 check_eq "(p) pod-a keeps its VIP" "$want" "$(pod_view $UA)"
 
 # -- a pod namespace that vanishes is a logged skip, not a crash --------------------------------
@@ -166,9 +177,48 @@ ip netns del $UA
 sleep 3
 if kill -0 $runpid 2>/dev/null; then pass "(p) run survives a pod namespace that disappeared"
 else fail "(p) run survives a pod namespace that disappeared" "the process still running" "$(tail -5 /tmp/p.run.log)"; fi
-wait_until 20 sh -c "ip -n $UB -o addr show dev tunl0 | grep -q $VIP/32" \
+wait_until 20 sh -c "/usr/sbin/ip -n $UB -o addr show dev tunl0 | grep -q $VIP/32" \
   && pass "(p) pod-b back in the service gets the VIP again" \
   || fail "(p) pod-b back in the service gets the VIP again" "$VIP/32 on pod-b's tunl0" "$(pod_view $UB)"
+# -- a pod found through /proc: a process in a cgroup naming the pod (kubelet's cgroupfs layout)
+UD=0a1b2c3d-0000-4000-8000-00000000000d
+ip netns add pod-d-tmp
+/usr/sbin/ip netns exec pod-d-tmp sleep 600 &   # ip execs sleep: same PID, in the namespace
+podd=$!
+mkdir -p /sys/fs/cgroup
+mountpoint -q /sys/fs/cgroup || mount -t cgroup2 none /sys/fs/cgroup
+mkdir -p /sys/fs/cgroup/kubepods/burstable/pod$UD
+wait_until 5 sh -c "[ \"\$(readlink /proc/$podd/ns/net)\" != \"\$(readlink /proc/1/ns/net)\" ]"
+echo $podd > /sys/fs/cgroup/kubepods/burstable/pod$UD/cgroup.procs
+ip netns del pod-d-tmp   # only the name goes: the process keeps the namespace
+cat /proc/$podd/cgroup
+manifest $M/d.yaml dsr-d 198.51.100.52 "$(service "$(backend 10.244.1.14 $UD knode 0)")"
+if wait_until 20 sh -c "nsenter --net=/proc/$podd/ns/net /usr/sbin/ip -o addr show dev tunl0 | grep -q 198.51.100.52/32"; then
+  pass "(p) a pod found by its cgroup under /proc (no named namespace) is configured"
+else fail "(p) a pod found by its cgroup under /proc is configured" "198.51.100.52/32 on its tunl0" \
+  "$(nsenter --net=/proc/$podd/ns/net /usr/sbin/ip -o addr show dev tunl0; tail -5 /tmp/p.run.log)"; fi
+kill $podd 2>/dev/null
+
+# -- GUE: a FOU receive port in pod-b feeds tunl0; the largest overhead (32) sets the MTU -------
+manifest $M/gue.yaml dsr-gue 198.51.100.51 "  - protocol: TCP
+    port: 80
+    scheduler: rr
+    forwarding:
+      method: tunnel
+      encapsulation: gue
+      port: 6080
+    backends:
+$(backend 10.244.1.12 $UB knode)"
+bal apply $M > /tmp/p.apply-gue 2>&1
+check_exit "(p) director: apply a GUE-tunnelled service" 0 $? /tmp/p.apply-gue
+if wait_until 20 sh -c "/usr/sbin/ip -n $UB fou show | grep -q 'port 6080 gue'"; then
+  pass "(p) pod-b got the FOU port 6080 in GUE mode"
+else fail "(p) pod-b got the FOU port 6080 in GUE mode" "port 6080 gue" "$(ip -n $UB fou show 2>&1; tail -5 /tmp/p.run.log)"; fi
+gue="addr=$VIP/32 198.51.100.51/32 203.0.113.77/32  link=UP,LOWER_UP mtu 1418  rp=00 rule=1 route=default via 10.244.1.1 dev eth0 proto 177 advmss 1378"
+wait_view $UB "$gue" 10
+check_eq "(p) pod-b: tunl0 MTU 1450-32 and advmss 1378 with GUE" "$gue" "$(pod_view $UB)"
+check_eq "(p) client -> 198.51.100.51:80 over GUE answered by pod-b" "pod-b pod-b" "$(fetch_n 2 http://198.51.100.51/)"
+
 kill $runpid; wait $runpid 2>/dev/null
 tail -20 /tmp/p.run.log
 
