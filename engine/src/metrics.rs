@@ -693,6 +693,91 @@ mod tests {
     }
 
     #[test]
+    fn node_gauges_come_from_the_published_status_and_fwmark_services_have_their_labels() {
+        use crate::maintenance::{Flag, MaintenanceStatus};
+        use crate::manifests::ManifestStatus;
+        use crate::model::Family;
+        use crate::plan::{HeldDeletion, HoldReason, Waiting};
+
+        let fwmark = ServiceKey::Fwmark {
+            family: Family::V6,
+            mark: 7,
+        };
+        let mut view = view(&[service(key("198.51.100.1", 80), 1)]);
+        view.status
+            .observed
+            .services
+            .insert(fwmark, service(fwmark, 4));
+        view.status.ownership = None;
+        view.names.insert(fwmark, "marked".into());
+        let manifest = |name: &str, state: FileState, generation: Option<u64>| ManifestStatus {
+            name: Some(name.into()),
+            kind: Some("Balancer".into()),
+            generation,
+            path: format!("/m/{name}.yaml").into(),
+            state,
+            reason: None,
+        };
+        view.status.manifests = vec![
+            manifest("web", FileState::InForce, Some(3)),
+            manifest("dns", FileState::Stale, Some(2)),
+            manifest("bad", FileState::Invalid, None),
+        ];
+        let delete = Action::DelService {
+            key: key("198.51.100.9", 80),
+        };
+        view.status.held = vec![HeldDeletion {
+            action: delete.clone(),
+            reason: HoldReason {
+                class: DeletionClass::Services,
+                deletions: 5,
+                owned: 6,
+                limit: v1::Limit::Count(1),
+                allowed: 1,
+            },
+        }];
+        view.status.draining = vec![Waiting {
+            action: delete,
+            reason: WaitReason::Drain {
+                active_connections: 3,
+            },
+            since: 1,
+            due: 2,
+        }];
+        view.status.maintenance = Some(MaintenanceStatus {
+            withdrawn: true,
+            operator: Some(Flag {
+                since: 1,
+                reason: None,
+            }),
+            ..MaintenanceStatus::default()
+        });
+        let telemetry = Telemetry::new(false);
+        telemetry.publish(view);
+        let text = telemetry.encode();
+        for line in [
+            "balanced_service_connections_total{name=\"marked\",fwmark=\"7\",family=\"IPv6\"} 4",
+            "balanced_manifests{state=\"in_force\"} 1",
+            "balanced_manifests{state=\"stale\"} 1",
+            "balanced_manifests{state=\"invalid\"} 1",
+            "balanced_manifest_generation{name=\"web\",kind=\"Balancer\",path=\"/m/web.yaml\"} 3",
+            "balanced_manifest_generation{name=\"dns\",kind=\"Balancer\",path=\"/m/dns.yaml\"} 2",
+            "balanced_deletions_held{class=\"services\"} 1",
+            "balanced_deletions_held{class=\"destinations\"} 0",
+            "balanced_draining_destinations 1",
+            "balanced_maintenance{switch=\"operator\"} 1",
+            "balanced_maintenance{switch=\"failure\"} 0",
+            "balanced_dataplane_up 0",
+        ] {
+            assert!(text.contains(line), "{line} missing from {text}");
+        }
+        assert!(
+            !text.contains("name=\"bad\""),
+            "nothing of it is in force: {text}"
+        );
+    }
+
+    #[test]
     fn actions_are_counted_by_kind_and_result() {
         let telemetry = Telemetry::new(false);
         let add = Action::AddService {
