@@ -33,6 +33,8 @@ pub enum Error {
         #[source]
         source: kube::Error,
     },
+    #[error("Service {service}: the status PATCH kept conflicting after {retries} retries")]
+    Conflict { service: String, retries: usize },
     #[error("{0}")]
     Config(String),
 }

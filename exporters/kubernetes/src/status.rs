@@ -102,7 +102,8 @@ pub async fn write_ingress(
             }
         }
     }
-    Err(Error::Config(format!(
-        "Service {key}: status PATCH kept conflicting after {CONFLICT_RETRIES} retries"
-    )))
+    Err(Error::Conflict {
+        service: key.to_string(),
+        retries: CONFLICT_RETRIES,
+    })
 }
