@@ -416,3 +416,86 @@ fn backends(
     all.extend(ready.into_keys().map(|k| (k, BackendState::Active)));
     all.into_iter().map(|((ip, p), s)| (ip, p, s)).collect()
 }
+
+#[cfg(test)]
+mod tests {
+    use super::*;
+    use crate::fixtures::{service, slice, with_ingress};
+    use k8s_openapi::api::discovery::v1::EndpointConditions;
+
+    fn conditions(ready: bool, serving: bool, terminating: bool) -> Option<EndpointConditions> {
+        Some(EndpointConditions {
+            ready: Some(ready),
+            serving: Some(serving),
+            terminating: Some(terminating),
+        })
+    }
+
+    fn states(slices: &[EndpointSlice]) -> Vec<(String, BackendState)> {
+        let svc = with_ingress(service("shop", "web", &[80], 1), &["198.51.100.1"]);
+        let rendered = render(&[svc], slices, &RenderConfig::default(), &BTreeMap::new());
+        rendered.manifests["shop/web.yaml"].spec.services[0]
+            .backends
+            .iter()
+            .map(|b| (b.address.to_string(), b.state))
+            .collect()
+    }
+
+    #[test]
+    fn only_our_class_is_ours_unless_classless_services_are_accepted() {
+        let mut svc = service("shop", "web", &[80], 1);
+        let mut config = RenderConfig::default();
+        assert!(is_ours(&svc, &config));
+        svc.spec.as_mut().unwrap().load_balancer_class = None;
+        assert!(!is_ours(&svc, &config));
+        config.accept_without_class = true;
+        assert!(is_ours(&svc, &config));
+        svc.spec.as_mut().unwrap().type_ = Some("NodePort".to_owned());
+        assert!(!is_ours(&svc, &config));
+    }
+
+    #[test]
+    fn terminating_endpoints_drain_while_others_are_ready_and_serve_when_none_is() {
+        let addresses = vec![
+            "10.0.0.1".to_owned(),
+            "10.0.0.2".to_owned(),
+            "10.0.0.3".to_owned(),
+        ];
+        let mut s = slice("shop", "web", "a", &[80], &addresses);
+        s.endpoints[1].conditions = conditions(false, true, true);
+        s.endpoints[2].conditions = conditions(false, false, false);
+        assert_eq!(
+            states(std::slice::from_ref(&s)),
+            vec![
+                ("10.0.0.1".to_owned(), BackendState::Active),
+                ("10.0.0.2".to_owned(), BackendState::Draining)
+            ]
+        );
+        s.endpoints[0].conditions = conditions(false, true, true);
+        assert_eq!(
+            states(&[s]),
+            vec![
+                ("10.0.0.1".to_owned(), BackendState::Active),
+                ("10.0.0.2".to_owned(), BackendState::Active)
+            ]
+        );
+    }
+
+    #[test]
+    fn an_address_in_two_slices_is_one_backend_and_ready_wins() {
+        let mut old = slice("shop", "web", "a", &[80], &["10.0.0.1".to_owned()]);
+        old.endpoints[0].conditions = conditions(false, true, true);
+        let new = slice("shop", "web", "b", &[80], &["10.0.0.1".to_owned()]);
+        assert_eq!(
+            states(&[old, new]),
+            vec![("10.0.0.1".to_owned(), BackendState::Active)]
+        );
+    }
+
+    #[test]
+    fn a_service_without_an_address_renders_nothing_yet() {
+        let svc = service("shop", "web", &[80], 1);
+        let rendered = render(&[svc], &[], &RenderConfig::default(), &BTreeMap::new());
+        assert!(rendered.manifests.is_empty());
+    }
+}
