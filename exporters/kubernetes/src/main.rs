@@ -203,7 +203,11 @@ fn render_offline(args: &RenderArgs) -> Result<(), Error> {
     for problem in &rendered.problems {
         eprintln!("warning: {}: {}", problem.reason.as_str(), problem.message);
     }
-    let changes = writer.sync(rendered.manifests).into_result()?;
+    let mut manifests = rendered.manifests;
+    for key in &rendered.held {
+        manifests.extend(writer.manifests_of(key));
+    }
+    let changes = writer.sync(manifests).into_result()?;
     for change in &changes {
         println!("{change}");
     }

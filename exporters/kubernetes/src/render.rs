@@ -65,6 +65,9 @@ pub struct ServiceRender {
     /// The configuration used: the Service's last good configuration from now on.
     pub config: Option<ServiceConfig>,
     pub problems: Vec<Problem>,
+    /// Nothing could be rendered (invalid annotations, no good configuration known): the
+    /// Service's files, if any, are to be left exactly as they are.
+    pub held: bool,
 }
 
 /// What rendering every Service gives.
@@ -73,6 +76,8 @@ pub struct Rendered {
     pub manifests: BTreeMap<String, Balancer>,
     pub configs: BTreeMap<ServiceKey, ServiceConfig>,
     pub problems: Vec<Problem>,
+    /// Services whose files are to be left as they are (see [`ServiceRender::held`]).
+    pub held: Vec<ServiceKey>,
 }
 
 /// The key of a Service, when it has the metadata every stored object has.
@@ -128,6 +133,9 @@ pub fn render(
         let slices = by_service.get(&key).map(Vec::as_slice).unwrap_or_default();
         let one = render_service(&key, service, slices, config, last_good.get(&key));
         rendered.manifests.extend(one.manifests);
+        if one.held {
+            rendered.held.push(key.clone());
+        }
         if let Some(c) = one.config {
             rendered.configs.insert(key, c);
         }
@@ -172,7 +180,10 @@ pub fn render_service(
             }
             match last_good {
                 Some(c) => c.clone(),
-                None => return out,
+                None => {
+                    out.held = true;
+                    return out;
+                }
             }
         }
     };

@@ -117,7 +117,12 @@ impl Renderer {
                     if let Some(config) = one.config {
                         self.last_good.insert(key.clone(), config);
                     }
-                    (one.manifests, one.problems)
+                    let manifests = if one.held {
+                        self.writer.manifests_of(&key)
+                    } else {
+                        one.manifests
+                    };
+                    (manifests, one.problems)
                 }
                 None => {
                     self.last_good.remove(&key);

@@ -151,6 +151,16 @@ impl Writer {
             .collect()
     }
 
+    /// The manifests of one Service as they are on disk (generation included), so a Service
+    /// whose rendering is held can be synced without touching its files.
+    pub fn manifests_of(&self, service: &ServiceKey) -> BTreeMap<String, Balancer> {
+        self.owned
+            .iter()
+            .filter(|(_, o)| &o.service == service)
+            .filter_map(|(p, o)| Some((p.clone(), manifest::from_yaml(&o.bytes).ok()?)))
+            .collect()
+    }
+
     /// Makes the directory hold exactly `manifests` among the files the exporter owns.
     pub fn sync(&mut self, manifests: BTreeMap<String, Balancer>) -> Batch {
         let gone: Vec<String> = self

@@ -163,3 +163,36 @@ fn one_slice_change_rewrites_only_its_services_file() {
     assert_eq!(paths, vec!["shop/s5.yaml"]);
     assert!(!dir.path().join("shop/s5.yaml").exists());
 }
+
+#[test]
+fn a_service_with_no_known_good_configuration_keeps_its_files_untouched() {
+    let dir = tempfile::tempdir().unwrap();
+    std::fs::create_dir_all(dir.path().join("shop")).unwrap();
+    // Written by an earlier exporter; no port survived, so no configuration can be read back.
+    let earlier = "apiVersion: balanced.io/v1\nkind: Balancer\nmetadata:\n  name: shop.web\n  generation: 7\n  source: kubernetes/shop/web\nspec:\n  vip: 198.51.100.10\n  services: []\n";
+    std::fs::write(dir.path().join("shop/web.yaml"), earlier).unwrap();
+    let mut renderer = synced(dir.path(), vec![web(Some("hrw"))], vec![backends(1)]);
+    let flush = renderer.flush();
+    assert!(flush.batch.changes.is_empty(), "{:?}", flush.batch.changes);
+    assert!(flush.batch.errors.is_empty(), "{:?}", flush.batch.errors);
+    assert_eq!(flush.notices.len(), 1);
+    assert!(
+        flush.notices[0].note.contains("nothing is rendered"),
+        "{}",
+        flush.notices[0].note
+    );
+    assert_eq!(
+        std::fs::read_to_string(dir.path().join("shop/web.yaml")).unwrap(),
+        earlier
+    );
+
+    // Fixing the annotation renders again, continuing the generation.
+    renderer.apply(Input::Service(0, Box::new(Event::Apply(web(Some("rr"))))));
+    let flush = renderer.flush();
+    assert_eq!(flush.batch.changes.len(), 1);
+    let text = std::fs::read_to_string(dir.path().join("shop/web.yaml")).unwrap();
+    assert!(
+        text.contains("generation: 8") && text.contains("scheduler: rr"),
+        "{text}"
+    );
+}
