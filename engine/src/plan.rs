@@ -223,25 +223,29 @@ pub fn plan(
     planner.node();
     let observed_addresses = planner.observed_addresses();
     let doomed = planner.doomed_services();
-    let hold_services = planner.over_limit(
-        DeletionClass::Services,
-        doomed.len(),
-        observed
+    // The owned totals only matter when something is deleted: a converged node skips them.
+    let owned_services = match doomed.len() {
+        0 => 0,
+        _ => observed
             .services
             .keys()
             .filter(|k| options.ownership.owns_service(k))
             .count(),
-    );
+    };
+    let hold_services = planner.over_limit(DeletionClass::Services, doomed.len(), owned_services);
     let withdrawn_now = planner.withdraw(observed_addresses, &doomed, hold_services.as_ref());
     planner.delete_services(&doomed, &withdrawn_now, hold_services.as_ref());
     let work = planner.service_changes();
     let departures = work.iter().map(|w| w.departures.len()).sum();
-    let owned_destinations = observed
-        .services
-        .values()
-        .filter(|s| options.ownership.owns_service(&s.key))
-        .map(|s| s.destinations.len())
-        .sum();
+    let owned_destinations = match departures {
+        0 => 0,
+        _ => observed
+            .services
+            .values()
+            .filter(|s| options.ownership.owns_service(&s.key))
+            .map(|s| s.destinations.len())
+            .sum(),
+    };
     let hold_destinations =
         planner.over_limit(DeletionClass::Destinations, departures, owned_destinations);
     for change in work {
