@@ -203,11 +203,10 @@ fn render_offline(args: &RenderArgs) -> Result<(), Error> {
     for problem in &rendered.problems {
         eprintln!("warning: {}: {}", problem.reason.as_str(), problem.message);
     }
-    let mut manifests = rendered.manifests;
-    for key in &rendered.held {
-        manifests.extend(writer.manifests_of(key));
-    }
-    let changes = writer.sync(manifests).into_result()?;
+    let held = rendered.held.into_iter().collect();
+    let changes = writer
+        .sync_except(rendered.manifests, &held)
+        .into_result()?;
     for change in &changes {
         println!("{change}");
     }

@@ -97,6 +97,7 @@ impl Renderer {
             pending.services
         };
         let mut all_manifests = BTreeMap::new();
+        let mut held = BTreeSet::new();
         for key in keys {
             let service = self
                 .cache
@@ -117,12 +118,10 @@ impl Renderer {
                     if let Some(config) = one.config {
                         self.last_good.insert(key.clone(), config);
                     }
-                    let manifests = if one.held {
-                        self.writer.manifests_of(&key)
-                    } else {
-                        one.manifests
-                    };
-                    (manifests, one.problems)
+                    if one.held {
+                        held.insert(key.clone());
+                    }
+                    (one.manifests, one.problems)
                 }
                 None => {
                     self.last_good.remove(&key);
@@ -147,14 +146,14 @@ impl Renderer {
             }
             if pending.all {
                 all_manifests.extend(manifests);
-            } else {
+            } else if !held.contains(&key) {
                 let batch = self.writer.sync_service(&key, manifests);
                 flush.batch.changes.extend(batch.changes);
                 flush.batch.errors.extend(batch.errors);
             }
         }
         if pending.all {
-            flush.batch = self.writer.sync(all_manifests);
+            flush.batch = self.writer.sync_except(all_manifests, &held);
         }
         if let Err(e) = self.writer.commit(&flush.batch.changes) {
             flush.batch.errors.push(e);

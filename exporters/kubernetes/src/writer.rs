@@ -151,23 +151,22 @@ impl Writer {
             .collect()
     }
 
-    /// The manifests of one Service as they are on disk (generation included), so a Service
-    /// whose rendering is held can be synced without touching its files.
-    pub fn manifests_of(&self, service: &ServiceKey) -> BTreeMap<String, Balancer> {
-        self.owned
-            .iter()
-            .filter(|(_, o)| &o.service == service)
-            .filter_map(|(p, o)| Some((p.clone(), manifest::from_yaml(&o.bytes).ok()?)))
-            .collect()
-    }
-
     /// Makes the directory hold exactly `manifests` among the files the exporter owns.
     pub fn sync(&mut self, manifests: BTreeMap<String, Balancer>) -> Batch {
+        self.sync_except(manifests, &BTreeSet::new())
+    }
+
+    /// Like [`Writer::sync`], but the files of the `held` Services stay exactly as they are.
+    pub fn sync_except(
+        &mut self,
+        manifests: BTreeMap<String, Balancer>,
+        held: &BTreeSet<ServiceKey>,
+    ) -> Batch {
         let gone: Vec<String> = self
             .owned
-            .keys()
-            .filter(|p| !manifests.contains_key(*p))
-            .cloned()
+            .iter()
+            .filter(|(p, o)| !manifests.contains_key(*p) && !held.contains(&o.service))
+            .map(|(p, _)| p.clone())
             .collect();
         self.batch(manifests, gone)
     }
