@@ -245,7 +245,7 @@ fn apply(
             describe_action(&held.action)
         );
     }
-    let outcome = execute(&mut *dataplane, &plan.actions, None);
+    let outcome = execute(&mut *dataplane, &plan.actions, &mut observed.clone());
     dataplane.commit()?;
     let after = dataplane.observe(&request)?;
     let check = verify(

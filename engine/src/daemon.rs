@@ -237,7 +237,7 @@ impl Daemon {
             info!(actions = plan.actions.len(), "converging");
         }
         let started = Instant::now();
-        let outcome = execute(&mut *self.dataplane, &plan.actions, Some(&mut self.cache));
+        let outcome = execute(&mut *self.dataplane, &plan.actions, &mut self.cache);
         let committed = match self.dataplane.commit() {
             Ok(()) => true,
             Err(e) => {
@@ -597,3 +597,68 @@ fn reload_config(daemon: &mut Daemon) {
     }
 }
 
+#[cfg(test)]
+mod tests {
+    use super::*;
+    use crate::model::{ServiceConfig, ServiceKey, VirtualService};
+    use crate::ownership::Ownership;
+    use balanced_schemas::v1::{Protocol, Scheduler};
+
+    fn service(vip: &str, scheduler: Scheduler) -> (ServiceKey, VirtualService) {
+        let key = ServiceKey::Inet {
+            protocol: Protocol::Tcp,
+            vip: vip.parse().unwrap(),
+            port: 80,
+        };
+        let service = VirtualService {
+            key,
+            config: ServiceConfig {
+                scheduler,
+                flags: 0,
+                timeout: 0,
+                netmask: u32::MAX,
+                pe_name: String::new(),
+            },
+            destinations: Vec::new(),
+            stats: Default::default(),
+        };
+        (key, service)
+    }
+
+    #[test]
+    fn drift_covers_owned_state_only_and_ignores_counters() {
+        let ownership = Ownership {
+            interface: "balanced0".into(),
+            vip_ranges: vec!["198.51.100.0/24".parse().unwrap()],
+            fwmark_ranges: Vec::new(),
+        };
+        let mut cache = NodeState::default();
+        cache
+            .services
+            .extend([service("198.51.100.1", Scheduler::Rr)]);
+        let mut observed = cache.clone();
+        observed
+            .services
+            .values_mut()
+            .for_each(|s| s.stats.connections = 99);
+        observed
+            .services
+            .extend([service("192.0.2.1", Scheduler::Rr)]);
+        assert!(drift(&cache, &observed, &ownership).is_empty());
+
+        observed
+            .services
+            .extend([service("198.51.100.1", Scheduler::Wlc)]);
+        observed
+            .interface
+            .addresses
+            .insert("198.51.100.9".parse().unwrap());
+        assert_eq!(
+            drift(&cache, &observed, &ownership),
+            vec![
+                "service TCP 198.51.100.1:80 changed".to_owned(),
+                "address 198.51.100.9 appeared".to_owned(),
+            ]
+        );
+    }
+}

@@ -104,17 +104,21 @@ impl Blocked {
     }
 }
 
-/// Applies `actions` in order on `dataplane`. Each applied action is also applied to `cache`
-/// (the daemon's cached observation) with the kernel's semantics.
+/// Applies `actions` in order on `dataplane`. `state` is the observation the plan was made
+/// against; each applied action is applied to it too, with the kernel's semantics (the daemon
+/// keeps it as its cached observation), and each log line shows what a change replaced.
 pub fn execute(
     dataplane: &mut dyn Dataplane,
     actions: &[Action],
-    mut cache: Option<&mut NodeState>,
+    state: &mut NodeState,
 ) -> Outcome {
     let mut outcome = Outcome::default();
     let mut blocked = Blocked::default();
     for action in actions {
-        let line = describe_action(action);
+        let mut line = describe_action(action);
+        if let Some(was) = previous(action, state) {
+            line.push_str(&format!(" (was {was})"));
+        }
         if let Some(cause) = blocked.blocks(action) {
             warn!(action = %line, "skipped: {cause}");
             blocked.record(action);
@@ -129,9 +133,7 @@ pub fn execute(
             Ok(()) => {
                 info!("{line}");
                 outcome.applied += 1;
-                if let Some(cache) = cache.as_deref_mut()
-                    && let Err(errno) = kernel_sim::apply_action(cache, action)
-                {
+                if let Err(errno) = kernel_sim::apply_action(state, action) {
                     warn!(action = %line, errno = %errno.name(), "cached observation disagrees with the dataplane");
                 }
             }
@@ -147,6 +149,93 @@ pub fn execute(
         }
     }
     outcome
+}
+
+/// What an in-place change replaces, field by field (`weight 2, upper-threshold 0`); `None`
+/// for additions and deletions, whose line says it all.
+fn previous(action: &Action, state: &NodeState) -> Option<String> {
+    let mut fields = Vec::new();
+    let mut differs = |name: &str, old: String, new: String| {
+        if old != new {
+            fields.push(format!("{name} {old}"));
+        }
+    };
+    match action {
+        Action::SetService { key, config } => {
+            let old = &state.services.get(key)?.config;
+            differs(
+                "scheduler",
+                old.scheduler.to_string(),
+                config.scheduler.to_string(),
+            );
+            differs(
+                "flags",
+                format!("{:#x}", old.flags),
+                format!("{:#x}", config.flags),
+            );
+            differs(
+                "persistence",
+                format!("{}s", old.timeout),
+                format!("{}s", config.timeout),
+            );
+            differs(
+                "netmask",
+                format!("{:#x}", old.netmask),
+                format!("{:#x}", config.netmask),
+            );
+            differs("pe", old.pe_name.clone(), config.pe_name.clone());
+        }
+        Action::SetDestination {
+            service,
+            destination,
+            config,
+        } => {
+            let old = &state
+                .services
+                .get(service)?
+                .destinations
+                .iter()
+                .find(|d| d.key == *destination)?
+                .config;
+            differs("weight", old.weight.to_string(), config.weight.to_string());
+            differs(
+                "forwarding",
+                crate::status::forwarding(&old.forwarding),
+                crate::status::forwarding(&config.forwarding),
+            );
+            differs(
+                "upper-threshold",
+                old.upper_threshold.to_string(),
+                config.upper_threshold.to_string(),
+            );
+            differs(
+                "lower-threshold",
+                old.lower_threshold.to_string(),
+                config.lower_threshold.to_string(),
+            );
+        }
+        Action::SetSysctl { name, value } => {
+            differs(
+                name,
+                state.sysctls.get(name)?.trim().to_owned(),
+                value.clone(),
+            );
+        }
+        Action::SetTimeouts { timeouts } => {
+            let old = state.timeouts;
+            for (name, old, new) in [
+                ("tcp", old.tcp, timeouts.tcp),
+                ("tcpfin", old.tcp_fin, timeouts.tcp_fin),
+                ("udp", old.udp, timeouts.udp),
+            ] {
+                if new != 0 {
+                    differs(name, format!("{old}s"), format!("{new}s"));
+                }
+            }
+        }
+        _ => {}
+    }
+    (!fields.is_empty()).then(|| fields.join(", "))
 }
 
 /// Plans again against a fresh observation: its actions are the differences left (drains and
@@ -250,7 +339,7 @@ mod tests {
             refuse: vec![actions[0].clone()],
             applied: Vec::new(),
         };
-        let outcome = execute(&mut dataplane, &actions, None);
+        let outcome = execute(&mut dataplane, &actions, &mut NodeState::default());
         assert_eq!(outcome.applied, 3);
         assert_eq!(
             dataplane.applied,
@@ -289,7 +378,7 @@ mod tests {
             refuse: vec![actions[0].clone()],
             applied: Vec::new(),
         };
-        let outcome = execute(&mut dataplane, &actions, None);
+        let outcome = execute(&mut dataplane, &actions, &mut NodeState::default());
         assert_eq!(dataplane.applied, vec![actions[2].clone()]);
         assert_eq!(outcome.failures.len(), 2);
         assert!(

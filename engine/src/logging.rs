@@ -2,6 +2,8 @@
 //! Levels come from `BALANCED_LOG`, else `RUST_LOG`, else `info`. Standard output stays free
 //! for what a command prints (plans, status, schemas), so it can be piped.
 
+use std::io::IsTerminal;
+
 use tracing_subscriber::EnvFilter;
 
 use crate::cli::LogFormat;
@@ -15,6 +17,7 @@ pub fn init(format: LogFormat) {
     let builder = tracing_subscriber::fmt()
         .with_env_filter(filter)
         .with_writer(std::io::stderr)
+        .with_ansi(std::io::stderr().is_terminal())
         .with_target(false);
     // A second initialisation (tests) keeps the first subscriber; that is not an error here.
     let _ = match format {

@@ -276,7 +276,7 @@ impl ManifestSet {
         }
         for (index, rel) in single {
             if !rescan.contains(&index) {
-                changed |= self.refresh_file(index, &rel);
+                changed |= self.refresh_file(index, &rel, true);
             }
         }
         changed
@@ -467,25 +467,27 @@ impl ManifestSet {
     /// Writes the versions now in force to the store and forgets deleted files (call after
     /// [`ManifestSet::resolve`]; never from `plan`).
     pub fn persist(&mut self) -> Result<(), EngineError> {
-        let mut gone = Vec::new();
-        for (key, entry) in self.files.iter_mut() {
-            let source = &self.sources[key.source];
-            match (&entry.in_force, &entry.lkg) {
-                (Some(now), Some(old)) if Arc::ptr_eq(now, old) || now.text == old.text => {}
-                (Some(now), _) => {
-                    source.store.store(&source.dir, &key.rel, &now.text)?;
-                    entry.lkg = Some(now.clone());
+        for (index, source) in self.sources.iter().enumerate() {
+            let mut store = Vec::new();
+            let mut forget = Vec::new();
+            for (key, entry) in self.files.range(source_range(index)) {
+                match (&entry.in_force, &entry.lkg) {
+                    (Some(now), Some(old)) if Arc::ptr_eq(now, old) || now.text == old.text => {}
+                    (Some(now), _) => store.push((key.rel.as_path(), now.text.as_slice())),
+                    (None, _) if entry.current.is_none() => forget.push(key.rel.as_path()),
+                    (None, _) => {}
                 }
-                (None, _) if entry.current.is_none() => {
-                    source.store.remove(&key.rel)?;
-                    gone.push(key.clone());
-                }
-                (None, _) => {}
+            }
+            source.store.store(&source.dir, &store)?;
+            source.store.remove(&forget)?;
+        }
+        for entry in self.files.values_mut() {
+            if entry.in_force.is_some() {
+                entry.lkg = entry.in_force.clone();
             }
         }
-        for key in gone {
-            self.files.remove(&key);
-        }
+        self.files
+            .retain(|_, e| e.in_force.is_some() || e.current.is_some());
         Ok(())
     }
 
@@ -563,7 +565,7 @@ impl ManifestSet {
             .map(|(k, _)| k.rel.clone())
             .collect();
         for rel in missing.iter().chain(found.iter()) {
-            changed |= self.refresh_file(index, rel);
+            changed |= self.refresh_file(index, rel, false);
         }
         changed
     }
@@ -580,8 +582,10 @@ impl ManifestSet {
         changed
     }
 
-    /// Reads one file again if its identity changed (or notes that it is gone).
-    fn refresh_file(&mut self, index: usize, rel: &Path) -> bool {
+    /// Reads one file again (or notes that it is gone). `reported`: the watcher named this
+    /// file, so it is read even when its identity looks unchanged — timestamps are coarser
+    /// than two quick writes of the same size; a rescan trusts the identity instead.
+    fn refresh_file(&mut self, index: usize, rel: &Path, reported: bool) -> bool {
         let Some(root) = self.sources[index].resolved.clone() else {
             return false;
         };
@@ -593,7 +597,7 @@ impl ManifestSet {
         let meta = fs::metadata(&on_disk).ok().filter(|m| m.is_file());
         let fingerprint = meta.as_ref().map(Fingerprint::of);
         let entry = self.files.get(&key);
-        if entry.map(|e| e.fingerprint) == Some(fingerprint) && fingerprint.is_some() {
+        if !reported && entry.map(|e| e.fingerprint) == Some(fingerprint) && fingerprint.is_some() {
             return false;
         }
         let path = self.sources[index].dir.join(rel);
@@ -638,6 +642,17 @@ impl ManifestSet {
                 true
             }
         }
+    }
+}
+
+/// Every key of one watched directory.
+fn source_range(index: usize) -> std::ops::Range<FileKey> {
+    FileKey {
+        source: index,
+        rel: PathBuf::new(),
+    }..FileKey {
+        source: index + 1,
+        rel: PathBuf::new(),
     }
 }
 
@@ -761,4 +776,80 @@ pub fn source_id(dir: &Path) -> String {
         hash = hash.wrapping_mul(0x0000_0100_0000_01b3);
     }
     format!("{hash:016x}")
+}
+
+#[cfg(test)]
+mod tests {
+    use super::*;
+
+    fn balancer(name: &str, vip: &str, weight: u32) -> String {
+        format!(
+            "apiVersion: balanced.io/v1\nkind: Balancer\nmetadata:\n  name: {name}\nspec:\n  vip: {vip}\n  \
+             services:\n    - protocol: TCP\n      port: 80\n      backends:\n        - address: 10.0.0.1\n          \
+             weight: {weight}\n"
+        )
+    }
+
+    fn versions(set: &ManifestSet) -> Vec<*const Version> {
+        set.files
+            .values()
+            .map(|e| e.current.as_ref().map_or(std::ptr::null(), Arc::as_ptr))
+            .collect()
+    }
+
+    #[test]
+    fn only_the_changed_file_is_read_and_parsed_again() {
+        let root = tempfile::tempdir().unwrap();
+        let dir = root.path().join("m");
+        fs::create_dir_all(dir.join("sub")).unwrap();
+        fs::write(dir.join("a.yaml"), balancer("a", "198.51.100.1", 1)).unwrap();
+        fs::write(dir.join("sub/b.yml"), balancer("b", "198.51.100.2", 1)).unwrap();
+        fs::write(dir.join("c.yaml"), balancer("c", "198.51.100.3", 1)).unwrap();
+        fs::write(dir.join("notes.txt"), "not a manifest").unwrap();
+        fs::write(dir.join(".hidden.yaml"), "not read").unwrap();
+        let state = StateDir::new(root.path().join("state"));
+        let mut set = ManifestSet::load(std::slice::from_ref(&dir), &state, false).unwrap();
+        set.resolve(None);
+        assert_eq!(set.balancers().len(), 3);
+        let before = versions(&set);
+
+        fs::write(dir.join("c.yaml"), balancer("c", "198.51.100.3", 9)).unwrap();
+        assert!(set.refresh_paths(&[dir.join("c.yaml"), dir.join("notes.txt")]));
+        let after = versions(&set);
+        // Keys in order: a.yaml, c.yaml, sub/b.yml.
+        assert_eq!(
+            (before[0], before[2]),
+            (after[0], after[2]),
+            "a.yaml and sub/b.yml were not parsed again"
+        );
+        assert_ne!(before[1], after[1], "c.yaml was");
+
+        let same = versions(&set);
+        assert!(
+            !set.refresh_paths(&[dir.join("c.yaml")]),
+            "same bytes: no change"
+        );
+        assert_eq!(versions(&set), same);
+        assert!(
+            !set.rescan_all(),
+            "a rescan re-reads nothing that did not change"
+        );
+    }
+
+    #[test]
+    fn paths_the_walk_lists() {
+        assert!(is_manifest_rel(Path::new("a.yaml")));
+        assert!(is_manifest_rel(Path::new("team/a.yml")));
+        assert!(!is_manifest_rel(Path::new("..data/a.yaml")));
+        assert!(!is_manifest_rel(Path::new(".a.yaml")));
+        assert!(!is_manifest_rel(Path::new("a.json")));
+        assert!(!is_manifest_rel(Path::new("")));
+    }
+
+    #[test]
+    fn source_ids_are_stable_across_releases() {
+        // FNV-1a 64 of the path bytes: a restart must find the same store.
+        assert_eq!(source_id(Path::new("")), "cbf29ce484222325");
+        assert_eq!(source_id(Path::new("a")), "af63dc4c8601ec8c");
+    }
 }

@@ -144,27 +144,44 @@ impl LkgStore {
         Ok(out)
     }
 
-    /// Records `text` as the last known good version of `rel`; `source` names the watched
-    /// directory in the store's marker file.
-    pub fn store(&self, source: &Path, rel: &Path, text: &[u8]) -> Result<(), EngineError> {
-        let path = self.entry(rel)?;
+    /// Records each `(rel, text)` as the last known good version of `rel`; `source` names the
+    /// watched directory in the store's marker file. Many entries (a first start with
+    /// thousands of files) share two filesystem syncs instead of two each.
+    pub fn store(&self, source: &Path, entries: &[(&Path, &[u8])]) -> Result<(), EngineError> {
+        if entries.is_empty() {
+            return Ok(());
+        }
         let marker = self.dir.join(SOURCE_MARKER);
         if !marker.exists() {
             let mut line = source.as_os_str().as_encoded_bytes().to_vec();
             line.push(b'\n');
             write_atomic(&marker, &line).map_err(|e| EngineError::io(&marker, e))?;
         }
-        write_atomic(&path, text).map_err(|e| EngineError::io(&path, e))
+        let mut files = Vec::with_capacity(entries.len());
+        for (rel, text) in entries {
+            files.push((self.entry(rel)?, *text));
+        }
+        if let [(path, text)] = files.as_slice() {
+            return write_atomic(path, text).map_err(|e| EngineError::io(path, e));
+        }
+        write_atomic_batch(&self.dir, &files).map_err(|e| EngineError::io(&self.dir, e))
     }
 
-    /// Forgets `rel` (its file was deleted on purpose).
-    pub fn remove(&self, rel: &Path) -> Result<(), EngineError> {
-        let path = self.entry(rel)?;
-        match fs::remove_file(&path) {
-            Ok(()) => sync_parent(&path).map_err(|e| EngineError::io(&path, e)),
-            Err(e) if e.kind() == io::ErrorKind::NotFound => Ok(()),
-            Err(e) => Err(EngineError::io(&path, e)),
+    /// Forgets the entries `rels` (their files were deleted on purpose).
+    pub fn remove(&self, rels: &[&Path]) -> Result<(), EngineError> {
+        let mut removed = false;
+        for rel in rels {
+            let path = self.entry(rel)?;
+            match fs::remove_file(&path) {
+                Ok(()) => removed = true,
+                Err(e) if e.kind() == io::ErrorKind::NotFound => {}
+                Err(e) => return Err(EngineError::io(&path, e)),
+            }
         }
+        if removed {
+            sync_filesystem(&self.dir).map_err(|e| EngineError::io(&self.dir, e))?;
+        }
+        Ok(())
     }
 
     fn entry(&self, rel: &Path) -> Result<PathBuf, EngineError> {
@@ -210,13 +227,7 @@ pub fn write_atomic(path: &Path, bytes: &[u8]) -> io::Result<()> {
         _ => Path::new("."),
     };
     fs::create_dir_all(parent)?;
-    let name = path
-        .file_name()
-        .ok_or_else(|| io::Error::new(io::ErrorKind::InvalidInput, "no file name"))?;
-    let mut tmp_name = std::ffi::OsString::from(".");
-    tmp_name.push(name);
-    tmp_name.push(format!(".tmp-{}", std::process::id()));
-    let tmp = parent.join(tmp_name);
+    let tmp = temporary(path)?;
     let result = (|| {
         let mut file = File::create(&tmp)?;
         file.write_all(bytes)?;
@@ -228,6 +239,54 @@ pub fn write_atomic(path: &Path, bytes: &[u8]) -> io::Result<()> {
         let _ = fs::remove_file(&tmp);
     }
     result
+}
+
+/// [`write_atomic`] for many files under `root`: every temporary file written, one sync of
+/// the filesystem, every rename, one more sync. Each file is still either old or new after a
+/// crash.
+fn write_atomic_batch(root: &Path, files: &[(PathBuf, &[u8])]) -> io::Result<()> {
+    let mut renames = Vec::with_capacity(files.len());
+    let result = (|| {
+        for (path, bytes) in files {
+            let tmp = temporary(path)?;
+            if let Some(parent) = path.parent() {
+                fs::create_dir_all(parent)?;
+            }
+            renames.push((tmp.clone(), path));
+            fs::write(&tmp, bytes)?;
+        }
+        sync_filesystem(root)?;
+        for (tmp, path) in &renames {
+            fs::rename(tmp, path)?;
+        }
+        sync_filesystem(root)
+    })();
+    if result.is_err() {
+        for (tmp, _) in &renames {
+            let _ = fs::remove_file(tmp);
+        }
+    }
+    result
+}
+
+fn temporary(path: &Path) -> io::Result<PathBuf> {
+    let name = path
+        .file_name()
+        .ok_or_else(|| io::Error::new(io::ErrorKind::InvalidInput, "no file name"))?;
+    let mut tmp_name = std::ffi::OsString::from(".");
+    tmp_name.push(name);
+    tmp_name.push(format!(".tmp-{}", std::process::id()));
+    Ok(path.with_file_name(tmp_name))
+}
+
+/// syncfs(2) on the filesystem holding `dir`.
+fn sync_filesystem(dir: &Path) -> io::Result<()> {
+    let handle = File::open(dir)?;
+    // SAFETY: syncfs on a descriptor we own.
+    if unsafe { libc::syncfs(handle.as_raw_fd()) } != 0 {
+        return Err(io::Error::last_os_error());
+    }
+    Ok(())
 }
 
 fn sync_parent(path: &Path) -> io::Result<()> {
@@ -260,27 +319,33 @@ mod tests {
         let dir = tempfile::tempdir().unwrap();
         let store = StateDir::new(dir.path()).lkg("abc");
         assert!(store.load_all().unwrap().is_empty());
-        store
-            .store(Path::new("/m"), Path::new("team/web.yaml"), b"x: 1\n")
-            .unwrap();
-        store
-            .store(Path::new("/m"), Path::new("dns.yaml"), b"y")
-            .unwrap();
-        let all = store.load_all().unwrap();
+        let one: &[(&Path, &[u8])] = &[(Path::new("team/web.yaml"), b"x: 1\n")];
+        store.store(Path::new("/m"), one).unwrap();
+        let batch: &[(&Path, &[u8])] =
+            &[(Path::new("dns.yaml"), b"y"), (Path::new("a/b.yaml"), b"z")];
+        store.store(Path::new("/m"), batch).unwrap();
         assert_eq!(
-            all,
+            store.load_all().unwrap(),
             vec![
+                (PathBuf::from("a/b.yaml"), b"z".to_vec()),
                 (PathBuf::from("dns.yaml"), b"y".to_vec()),
                 (PathBuf::from("team/web.yaml"), b"x: 1\n".to_vec()),
             ]
         );
-        store.remove(Path::new("dns.yaml")).unwrap();
-        assert_eq!(store.load_all().unwrap().len(), 1);
-        assert!(
-            store
-                .store(Path::new("/m"), Path::new("../evil.yaml"), b"")
-                .is_err()
-        );
+        let leftovers = fs::read_dir(dir.path().join("lkg/abc"))
+            .unwrap()
+            .filter(|e| {
+                let name = e.as_ref().unwrap().file_name();
+                name.to_string_lossy().contains(".tmp-")
+            })
+            .count();
+        assert_eq!(leftovers, 0, "no temporary file is left behind");
+        store
+            .remove(&[Path::new("dns.yaml"), Path::new("gone.yaml")])
+            .unwrap();
+        assert_eq!(store.load_all().unwrap().len(), 2);
+        let evil: &[(&Path, &[u8])] = &[(Path::new("../evil.yaml"), b"")];
+        assert!(store.store(Path::new("/m"), evil).is_err());
     }
 
     #[test]

@@ -308,7 +308,8 @@ pub fn render_text(status: &StatusDocument, now: u64) -> String {
     out
 }
 
-fn forwarding(forward: &Forward) -> String {
+/// `tunnel gue port 6080 checksum csum`, `direct`, …
+pub fn forwarding(forward: &Forward) -> String {
     match forward {
         Forward::Masquerade => "masquerade".into(),
         Forward::Direct => "direct".into(),
