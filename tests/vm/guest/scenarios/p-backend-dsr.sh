@@ -40,6 +40,11 @@ ip -n knode route add default via 10.0.0.1
 ip -n knode link add cni0 type bridge
 ip -n knode link set cni0 mtu 1450 up
 ip -n knode addr add 10.244.1.1/24 dev cni0
+ip -n knode -6 addr add 2001:db8:244::1/64 dev cni0 nodad
+ip -n knode -6 addr add 2001:db8:10::2/64 dev eth1 nodad
+ip -n knode -6 route add default via 2001:db8:10::1
+ip -n router -6 addr add 2001:db8:10::1/64 dev eth2 nodad
+nsx knode sysctl -qw net.ipv6.conf.all.forwarding=1
 nsx knode sysctl -qw net.ipv4.ip_forward=1
 nsx knode sysctl -qw net.ipv4.conf.all.rp_filter=0
 ip route add 10.244.1.0/24 via 192.0.2.30
@@ -53,6 +58,8 @@ pod_up() {
   ip -n $1 link set eth0 mtu 1450 up
   ip -n $1 addr add 10.244.1.$2/24 dev eth0
   ip -n $1 route add default via 10.244.1.1
+  ip -n $1 -6 addr add 2001:db8:244::$2/64 dev eth0 nodad
+  ip -n $1 -6 route add default via 2001:db8:244::1
   ip -n knode neigh del 10.244.1.$2 dev cni0 2>/dev/null  # a restarted pod has a new MAC
   mkdir -p /www/$3; echo $3 > /www/$3/index.html
   nsx $1 httpd -p 80 -h /www/$3
@@ -218,6 +225,23 @@ gue="addr=$VIP/32 198.51.100.51/32 203.0.113.77/32  link=UP,LOWER_UP mtu 1418  r
 wait_view $UB "$gue" 10
 check_eq "(p) pod-b: tunl0 MTU 1450-32 and advmss 1378 with GUE" "$gue" "$(pod_view $UB)"
 check_eq "(p) client -> 198.51.100.51:80 over GUE answered by pod-b" "pod-b pod-b" "$(fetch_n 2 http://198.51.100.51/)"
+
+# -- IPv6 VIP to an IPv4 pod address: IPv6-in-IPv4, received by sit0; MSS 1450 - 20 - 60 -----
+V6=2001:db8:100::50
+manifest $M/v6.yaml dsr-v6 $V6 "$(service "$(backend 10.244.1.12 $UB knode)")"
+bal apply $M > /tmp/p.apply-v6 2>&1
+check_exit "(p) director: apply an IPv6 VIP tunnelled to an IPv4 pod address" 0 $? /tmp/p.apply-v6
+v6view() {
+  # (bringing sit0 up makes the kernel add IPv4-compatible ::a.b.c.d/96 addresses: not shown)
+  echo "addr=$(ip -n $UB -o addr show dev sit0 | awk '$4 ~ /\/128$/ {print $4}' | tr '\n' ' ')" \
+       "link=$(ip -n $UB -o link show dev sit0 | grep -o 'UP,LOWER_UP\|mtu [0-9]*' | tr '\n' ' ')" \
+       "rule=$(ip -n $UB -6 rule show | grep -c "from $V6 lookup 4177")" \
+       "route=$(ip -n $UB -6 route show table 4177 | tr -s ' ' | sed 's/ pref medium//; s/ $//')"
+}
+want6="addr=$V6/128  link=UP,LOWER_UP mtu 1430  rule=1 route=default via 2001:db8:244::1 dev eth0 proto 177 metric 1024 advmss 1370"
+n=0; while [ "$(v6view)" != "$want6" ] && [ $n -lt 40 ]; do usleep 500000; n=$((n + 1)); done
+check_eq "(p) pod-b: the IPv6 VIP on sit0, its MTU, rule and MSS route (advmss 1370)" "$want6" "$(v6view)"
+check_eq "(p) client -> [$V6]:80 answered by pod-b (IPv6 in IPv4)" "pod-b pod-b" "$(fetch_n 2 "http://[$V6]/")"
 
 kill $runpid; wait $runpid 2>/dev/null
 tail -20 /tmp/p.run.log
