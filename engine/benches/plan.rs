@@ -62,6 +62,7 @@ fn desired() -> NodeState {
                     active_connections: 0,
                     inactive_connections: 0,
                     stats: Stats::default(),
+                    last_weight: 0,
                 })
                 .collect();
             let config = ServiceConfig {

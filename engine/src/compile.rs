@@ -124,6 +124,10 @@ fn compile_service(key: ServiceKey, service: &v1::VirtualService) -> VirtualServ
                 active_connections: 0,
                 inactive_connections: 0,
                 stats: Stats::default(),
+                last_weight: match backend.state {
+                    BackendState::Active => 0,
+                    BackendState::Draining => backend.weight,
+                },
             };
             (key, destination)
         })

@@ -112,6 +112,7 @@ pub fn apply_action(state: &mut NodeState, action: &Action) -> Result<(), Errno>
                     active_connections: 0,
                     inactive_connections: 0,
                     stats: Stats::default(),
+                    last_weight: 0,
                 },
             );
             Ok(())
@@ -419,6 +420,7 @@ mod tests {
                 active_connections: 0,
                 inactive_connections: 0,
                 stats: Stats::default(),
+                last_weight: 0,
             })
             .collect();
         let before = state.clone();

@@ -609,6 +609,7 @@ mod tests {
                     connections: 11,
                     ..Stats::default()
                 },
+                last_weight: 0,
             }],
             stats: Stats {
                 connections,

@@ -200,6 +200,17 @@ pub struct Destination {
     pub inactive_connections: u32,
     #[serde(default, skip_serializing_if = "is_zero_stats")]
     pub stats: Stats,
+    /// Desired states only: the weight a draining destination (weight 0) had in its manifest.
+    /// The kernel's `mh` builds its table from a destination's *last non-zero* weight
+    /// (`ip_vs_dest.last_weight`), which no dump reports: a node that saw the backend active
+    /// keeps its table slots. A node adding it afresh adds it with this weight and then sets 0,
+    /// so both hold the same table. 0 everywhere else.
+    #[serde(default, skip_serializing_if = "is_zero")]
+    pub last_weight: u32,
+}
+
+fn is_zero(n: &u32) -> bool {
+    *n == 0
 }
 
 fn is_zero_stats(s: &Stats) -> bool {

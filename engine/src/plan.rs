@@ -562,15 +562,7 @@ fn create_service(want: &VirtualService) -> ServiceChange<'_> {
         create.scheduler = Scheduler::Rr;
         create.flags &= !SCHEDULER_FLAGS;
     }
-    let mut tail: Vec<Action> = canonical
-        .iter()
-        .rev()
-        .map(|d| Action::AddDestination {
-            service: key,
-            destination: d.key,
-            config: d.config.clone(),
-        })
-        .collect();
+    let mut tail = add_destinations(key, want.config.scheduler, canonical.iter().rev().copied());
     if switch_to_mh {
         tail.push(Action::SetService {
             key,
@@ -658,16 +650,44 @@ fn update_service<'a>(want: &'a VirtualService, have: &'a VirtualService) -> Ser
         }
     }
     additions.dedup_by_key(|d| d.key);
-    change.tail = additions
-        .iter()
-        .rev()
-        .map(|d| Action::AddDestination {
+    change.tail = add_destinations(
+        key,
+        want.config.scheduler,
+        additions.iter().rev().map(|d| **d),
+    );
+    change
+}
+
+/// Adds destinations in the given order (the kernel puts each at the head of its list). On
+/// `mh`, a draining destination is added with its manifest weight and then set to 0, so its
+/// table slots are those it holds on a node that saw it active (see
+/// [`Destination::last_weight`]); the weight-0 steps come after every add, before the table is
+/// used.
+fn add_destinations<'a>(
+    key: ServiceKey,
+    scheduler: Scheduler,
+    in_order: impl Iterator<Item = &'a Destination>,
+) -> Vec<Action> {
+    let mut adds = Vec::new();
+    let mut quiesce = Vec::new();
+    for d in in_order {
+        let mut config = d.config.clone();
+        if scheduler == Scheduler::Mh && config.weight == 0 && d.last_weight > 0 {
+            config.weight = d.last_weight;
+            quiesce.push(Action::SetDestination {
+                service: key,
+                destination: d.key,
+                config: d.config.clone(),
+            });
+        }
+        adds.push(Action::AddDestination {
             service: key,
             destination: d.key,
-            config: d.config.clone(),
-        })
-        .collect();
-    change
+            config,
+        });
+    }
+    adds.extend(quiesce);
+    adds
 }
 
 /// `IP_VS_SVC_F_SCHED1..3`: their meaning belongs to the scheduler.
@@ -737,6 +757,7 @@ mod tests {
             active_connections: active,
             inactive_connections: 0,
             stats: Stats::default(),
+            last_weight: 0,
         }
     }
 
@@ -826,6 +847,106 @@ mod tests {
         let due = plan(&desired, &state, at(NOW + 5), &first.record, &options());
         assert_eq!(due.actions, [Action::DelService { key: key(b) }]);
         assert_eq!(due.record, DrainRecord::default());
+    }
+
+    /// `mh` keeps a weight-0 destination's table slots from its last non-zero weight. A node
+    /// building the service afresh must give a draining backend the same slots, so it adds it
+    /// with its manifest weight and quiesces it before the table is switched to `mh`.
+    #[test]
+    fn a_draining_backend_on_a_fresh_mh_service_keeps_its_table_weight() {
+        let mut draining = dest("10.0.0.2", 0, 0);
+        draining.last_weight = 3;
+        let mut want = service("198.51.100.1", vec![dest("10.0.0.1", 1, 0), draining]);
+        want.config.scheduler = Scheduler::Mh;
+        let desired = node(vec![want], &["198.51.100.1"]);
+        let observed = node(Vec::new(), &[]);
+        let plan = plan(
+            &desired,
+            &observed,
+            at(NOW),
+            &DrainRecord::default(),
+            &options(),
+        );
+
+        let weight_of = |action: &Action| match action {
+            Action::AddDestination {
+                destination,
+                config,
+                ..
+            }
+            | Action::SetDestination {
+                destination,
+                config,
+                ..
+            } => Some((destination.address.to_string(), config.weight)),
+            _ => None,
+        };
+        let steps: Vec<_> = plan
+            .actions
+            .iter()
+            .map(|a| (name(a), weight_of(a)))
+            .collect();
+        let d = |a: &str, w| Some((a.to_owned(), w));
+        assert_eq!(
+            steps,
+            vec![
+                ("+service", None),
+                ("+destination", d("10.0.0.2", 3)),
+                ("+destination", d("10.0.0.1", 1)),
+                ("~destination", d("10.0.0.2", 0)),
+                ("~service", None),
+                ("+address", None),
+            ]
+        );
+
+        let mut state = observed;
+        for action in &plan.actions {
+            apply_action(&mut state, action).unwrap();
+        }
+        let again = super::plan(&desired, &state, at(NOW), &plan.record, &options());
+        assert!(
+            plan_is_converged(&desired, &state, &again),
+            "{:?}",
+            again.actions
+        );
+    }
+
+    /// Only `mh` reads the last weight: other schedulers add a draining backend at weight 0.
+    #[test]
+    fn a_draining_backend_elsewhere_is_added_at_weight_zero() {
+        let mut draining = dest("10.0.0.2", 0, 0);
+        draining.last_weight = 3;
+        let desired = node(
+            vec![service("198.51.100.1", vec![draining])],
+            &["198.51.100.1"],
+        );
+        let plan = plan(
+            &desired,
+            &node(Vec::new(), &[]),
+            at(NOW),
+            &DrainRecord::default(),
+            &options(),
+        );
+        let weights: Vec<u32> =
+            plan.actions
+                .iter()
+                .filter_map(|a| match a {
+                    Action::AddDestination { config, .. }
+                    | Action::SetDestination { config, .. } => Some(config.weight),
+                    _ => None,
+                })
+                .collect();
+        assert_eq!(weights, vec![0]);
+    }
+
+    fn plan_is_converged(desired: &NodeState, observed: &NodeState, again: &Plan) -> bool {
+        let weights = |s: &NodeState| -> Vec<u32> {
+            s.services
+                .values()
+                .flat_map(|v| v.destinations.iter().map(|d| d.config.weight))
+                .collect()
+        };
+        again.is_empty() && weights(desired) == weights(observed)
     }
 
     #[test]

@@ -141,6 +141,8 @@ fn destination(family: Family) -> impl Strategy<Value = Destination> {
                     active_connections: active,
                     inactive_connections: inactive,
                     stats: Stats::default(),
+                    // Some weight-0 destinations are draining ones with a manifest weight.
+                    last_weight: if weight == 0 && thresholds { 2 } else { 0 },
                 }
             },
         )

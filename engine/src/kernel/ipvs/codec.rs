@@ -972,6 +972,8 @@ pub fn destination(attrs: &[DestAttr], service_family: Family) -> Result<Destina
         active_connections: active,
         inactive_connections: inactive,
         stats: stats64.or(stats32).map(stats_of).unwrap_or_default(),
+        // The kernel keeps last_weight to itself: no dump reports it.
+        last_weight: 0,
     })
 }
 
