@@ -90,3 +90,31 @@ fn the_plan_text_is_a_diff_per_pod() {
         "no pods of tunnel-forwarded services on this node\n"
     );
 }
+
+#[test]
+fn a_pass_exits_like_the_director() {
+    use balanced_engine::backend::converge::Pass;
+    use balanced_engine::error::ExitStatus;
+    let clean = Pass {
+        reports: vec![PodReport::default()],
+        complete: true,
+    };
+    assert_eq!(clean.outcome(), ExitStatus::Success);
+    let unreadable = Pass {
+        complete: false,
+        ..clean.clone()
+    };
+    assert_eq!(unreadable.outcome(), ExitStatus::InvalidInput);
+    let failed = Pass {
+        reports: vec![PodReport {
+            problems: vec!["+ address 198.51.100.10/32 dev tunl0: no tunl0".into()],
+            ..PodReport::default()
+        }],
+        complete: false,
+    };
+    assert_eq!(
+        failed.outcome(),
+        ExitStatus::Failure,
+        "a failure outranks bad input"
+    );
+}

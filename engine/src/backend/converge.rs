@@ -131,8 +131,11 @@ impl BackendRole {
     }
 
     /// One pass over every pod that is desired or recorded. `apply` false: plan only.
-    pub fn pass(&self, record: &mut Record, apply: bool) -> Vec<PodReport> {
+    pub fn pass(&self, record: &mut Record, apply: bool) -> Pass {
         let (intents, complete) = intents(&self.dirs, &self.node_name);
+        if !complete {
+            warn!("a manifest cannot be read: nothing is removed from any pod in this pass");
+        }
         let processes = self.discovery.scan();
         let host = self.discovery.host().ok();
         let mut uids: BTreeMap<String, (Option<PodRef>, PodIntent)> = BTreeMap::new();
@@ -183,34 +186,38 @@ impl BackendRole {
             }
             reports.push(report);
         }
-        reports
+        Pass { reports, complete }
     }
 
-    /// `plan --role backend`: exit 2 when changes are pending.
+    /// `plan --role backend`: exit 65 when a manifest is invalid, else 2 when changes are
+    /// pending (the director's table).
     pub fn plan_command(&self, json: bool) -> Result<ExitStatus, EngineError> {
         let mut record = self.read_record()?;
-        let reports = self.pass(&mut record, false);
+        let pass = self.pass(&mut record, false);
         if json {
-            let text = serde_json::to_string_pretty(&reports)
+            let text = serde_json::to_string_pretty(&pass.reports)
                 .map_err(|e| EngineError::Runtime(format!("cannot render JSON: {e}")))?;
             println!("{text}");
         } else {
-            print!("{}", render(&reports));
+            print!("{}", render(&pass.reports));
         }
-        Ok(if reports.iter().any(|r| !r.actions.is_empty()) {
-            ExitStatus::ChangesPending
-        } else {
-            ExitStatus::Success
-        })
+        let mut status = ExitStatus::Success;
+        if pass.reports.iter().any(|r| !r.actions.is_empty()) {
+            status = status.worst(ExitStatus::ChangesPending);
+        }
+        if !pass.complete {
+            status = status.worst(ExitStatus::InvalidInput);
+        }
+        Ok(status)
     }
 
     /// `apply --role backend`: one pass; exit 1 when an action failed or a difference is left.
     pub fn apply_command(&self) -> Result<ExitStatus, EngineError> {
         let _lock = StateDir::new(&self.state_dir).lock()?;
         let mut record = self.read_record()?;
-        let reports = self.pass(&mut record, true);
+        let pass = self.pass(&mut record, true);
         self.write_record(&record)?;
-        Ok(outcome(&reports))
+        Ok(pass.outcome())
     }
 
     /// `run --role backend`: a pass every `every`, until the process is stopped.
@@ -220,31 +227,43 @@ impl BackendRole {
         info!(node = %self.node_name, "backend role running");
         loop {
             let before = record.clone();
-            let reports = self.pass(&mut record, true);
+            let pass = self.pass(&mut record, true);
             if record != before
                 && let Err(e) = self.write_record(&record)
             {
                 error!("{e}");
             }
-            let changed: usize = reports.iter().map(|r| r.actions.len()).sum();
-            if changed > 0 || outcome(&reports) != ExitStatus::Success {
-                info!(pods = reports.len(), changed, "backend pass done");
+            let pods = pass.reports.len();
+            let changed: usize = pass.reports.iter().map(|r| r.actions.len()).sum();
+            if changed > 0 || pass.outcome() != ExitStatus::Success {
+                info!(pods, changed, "backend pass done");
             } else {
-                debug!(pods = reports.len(), "backend pass: no changes");
+                debug!(pods, "backend pass: no changes");
             }
             std::thread::sleep(every);
         }
     }
 }
 
-fn outcome(reports: &[PodReport]) -> ExitStatus {
-    if reports
-        .iter()
-        .any(|r| !r.problems.is_empty() || !r.differences.is_empty())
-    {
-        ExitStatus::Failure
-    } else {
-        ExitStatus::Success
+/// One pass: a report per pod, and whether every manifest could be read.
+#[derive(Debug, Clone, Default)]
+pub struct Pass {
+    pub reports: Vec<PodReport>,
+    pub complete: bool,
+}
+
+impl Pass {
+    /// 1 when an action failed or a difference is left, else 65 when a manifest is invalid.
+    pub fn outcome(&self) -> ExitStatus {
+        let failed = self
+            .reports
+            .iter()
+            .any(|r| !r.problems.is_empty() || !r.differences.is_empty());
+        match (failed, self.complete) {
+            (true, _) => ExitStatus::Failure,
+            (false, false) => ExitStatus::InvalidInput,
+            (false, true) => ExitStatus::Success,
+        }
     }
 }
 
