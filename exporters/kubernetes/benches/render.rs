@@ -157,6 +157,8 @@ fn benches(c: &mut Criterion) {
     drop(renderer);
 
     let disk = tempfile::tempdir().unwrap();
+    // This renderer starts from `base`: the first iteration must apply `grown`.
+    flip = false;
     let mut renderer = synced(
         disk.path(),
         services[..100].to_vec(),
