@@ -12,7 +12,10 @@ use serde::de::DeserializeOwned;
 use serde_json::Value;
 
 fn repo() -> PathBuf {
-    Path::new(env!("CARGO_MANIFEST_DIR")).parent().unwrap().to_path_buf()
+    Path::new(env!("CARGO_MANIFEST_DIR"))
+        .parent()
+        .unwrap()
+        .to_path_buf()
 }
 
 #[test]
@@ -38,8 +41,13 @@ fn bird_accepts_the_example_configuration() {
 fn bird_announces_exactly_the_example_nodes_vip_ranges() {
     let bird = std::fs::read_to_string(repo().join("examples/bird/bird.conf")).unwrap();
     let mut announced = BTreeSet::new();
-    for line in bird.lines().filter(|l| l.trim_start().starts_with("define VIP")) {
-        let list = line.split_once('[').and_then(|(_, rest)| rest.split_once(']'));
+    for line in bird
+        .lines()
+        .filter(|l| l.trim_start().starts_with("define VIP"))
+    {
+        let list = line
+            .split_once('[')
+            .and_then(|(_, rest)| rest.split_once(']'));
         let (entries, _) = list.unwrap_or_else(|| panic!("cannot read BIRD set in {line:?}"));
         // `198.51.100.0/24{32,32}`: the length range has a comma of its own.
         for entry in entries.split(',').filter(|piece| piece.contains('/')) {
@@ -53,7 +61,10 @@ fn bird_announces_exactly_the_example_nodes_vip_ranges() {
         panic!("examples/node.yaml is not a NodeConfig");
     };
     let owned: BTreeSet<_> = config.spec.vip_ranges.iter().copied().collect();
-    assert_eq!(announced, owned, "BIRD's VIP sets vs examples/node.yaml vipRanges");
+    assert_eq!(
+        announced, owned,
+        "BIRD's VIP sets vs examples/node.yaml vipRanges"
+    );
 }
 
 /// Deserializes `value` into the Kubernetes type `T` and back: any field that does not survive
@@ -166,6 +177,9 @@ fn the_deployed_node_config_is_valid() {
     let parsed = parse_file(Path::new("engine-daemonset.yaml#node.yaml"), node_yaml);
     if let Err(diagnostics) = NodeConfigDoc::from_file(parsed) {
         let lines: Vec<_> = diagnostics.iter().map(ToString::to_string).collect();
-        panic!("the ConfigMap's node.yaml is invalid:\n{}", lines.join("\n"));
+        panic!(
+            "the ConfigMap's node.yaml is invalid:\n{}",
+            lines.join("\n")
+        );
     }
 }
