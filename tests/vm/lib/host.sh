@@ -234,12 +234,13 @@ boot_guest() {
   [ -f "$KDIR/vmlinux" ] && kernel=$KDIR/vmlinux
   vm_log "booting $KVER (accel=$accel, timeout ${VM_TIMEOUT}s)"
   : > "$out"
+  # sed -u: the console reaches the terminal and the log line by line, not in 4 KB blocks
   set +e
   timeout "$VM_TIMEOUT" qemu-system-x86_64 "${acc[@]}" -m "${VM_MEM:-1024}" -smp 1 \
     -kernel "$kernel" -initrd "$initrd" \
     -append "console=ttyS0 quiet panic=-1 mitigations=off nokaslr i8042.noaux i8042.nokbd i8042.nopnp ${KERNEL_APPEND:-}" \
     -display none -monitor none -serial stdio -serial "file:$out" \
-    -nic none -no-reboot </dev/null 2>&1 | tr -d '\r' | tee "$log"
+    -nic none -no-reboot </dev/null 2>&1 | sed -u 's/\r//g' | tee "$log"
   local rc=${PIPESTATUS[0]}
   set -e
   return "$rc"
