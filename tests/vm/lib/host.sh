@@ -130,7 +130,7 @@ ensure_differential_bin() {
 
 # Every IPVS scheduler plus what the topology and the tunnels need; dependencies come from
 # modules.dep. crc32c_generic first: libcrc32c only has a soft dependency on it.
-# (Debian's 6.1 has no ip_vs_twos: that scheduler came with Linux 6.2.)
+# (Debian's kernel is built without ip_vs_twos: CONFIG_IP_VS_TWOS is not set.)
 GUEST_MODULES="crc32c_generic ip_vs ip_vs_rr ip_vs_wrr ip_vs_lc ip_vs_wlc ip_vs_lblc ip_vs_lblcr
   ip_vs_dh ip_vs_sh ip_vs_sed ip_vs_nq ip_vs_fo ip_vs_ovf ip_vs_mh ip_vs_pe_sip
   ipip sit ip_gre fou dummy veth bridge tcp_diag"
