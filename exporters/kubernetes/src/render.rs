@@ -9,7 +9,7 @@ use std::net::IpAddr;
 
 use balanced_schemas::v1::{
     API_VERSION, Backend, BackendState, Balancer, BalancerSpec, ForwardingMethod, Metadata,
-    Persistence, Protocol, VirtualService,
+    Persistence, PodRef, Protocol, VirtualService,
 };
 use k8s_openapi::api::core::v1::{Service, ServicePort};
 use k8s_openapi::api::discovery::v1::{Endpoint, EndpointSlice};
@@ -230,10 +230,11 @@ pub fn render_service(
             };
             let backends = backends(port, protocol, &family_slices);
             let method = service_config.forwarding.method;
+            let tunnelled = method == ForwardingMethod::Tunnel;
             if method != ForwardingMethod::Masquerade {
                 let mut other_ports: Vec<u16> = backends
                     .iter()
-                    .map(|(_, p, _)| *p)
+                    .map(|e| e.port)
                     .chain(match &port.target_port {
                         Some(IntOrString::Int(t)) => u16::try_from(*t).ok(),
                         _ => None,
@@ -274,15 +275,23 @@ pub fn render_service(
                 forwarding: service_config.forwarding.clone(),
                 backends: backends
                     .into_iter()
-                    .map(|(address, port, state)| Backend {
-                        address,
-                        port: (port != service_port).then_some(port),
-                        weight: 1,
-                        upper_threshold: None,
-                        lower_threshold: None,
-                        state,
-                        node: None,
-                        pod: None,
+                    .map(|endpoint| {
+                        // Only tunnel forwarding needs the backend role inside the pods.
+                        let (node, pod) = if tunnelled {
+                            (endpoint.node, endpoint.pod)
+                        } else {
+                            (None, None)
+                        };
+                        Backend {
+                            address: endpoint.address,
+                            port: (endpoint.port != service_port).then_some(endpoint.port),
+                            weight: 1,
+                            upper_threshold: None,
+                            lower_threshold: None,
+                            state: endpoint.state,
+                            node,
+                            pod,
+                        }
                     })
                     .collect(),
             });
@@ -382,11 +391,35 @@ fn endpoint_state(endpoint: &Endpoint) -> (bool, bool) {
 /// and protocol gives the backend port. Ready endpoints are active and serving terminating ones
 /// draining — unless no endpoint is ready, when the serving terminating ones stay active (as
 /// kube-proxy does) rather than leaving nothing. Sorted by address and port, without duplicates.
+/// One backend address of a Service port, with where it runs: the node and the pod the
+/// EndpointSlice names (`nodeName`, `targetRef`), which the backend role of tunnel forwarding
+/// needs to find the pod's network namespace.
+struct EndpointAddress {
+    address: IpAddr,
+    port: u16,
+    state: BackendState,
+    node: Option<String>,
+    pod: Option<PodRef>,
+}
+
+/// Where an endpoint runs, as its EndpointSlice says; `pod` only for a Pod target with a UID.
+fn placement(endpoint: &Endpoint) -> (Option<String>, Option<PodRef>) {
+    let pod = endpoint.target_ref.as_ref().and_then(|target| {
+        (target.kind.as_deref() == Some("Pod")).then_some(())?;
+        Some(PodRef {
+            namespace: target.namespace.clone()?,
+            name: target.name.clone()?,
+            uid: target.uid.clone()?,
+        })
+    });
+    (endpoint.node_name.clone(), pod)
+}
+
 fn backends(
     port: &ServicePort,
     protocol: Protocol,
     slices: &[&EndpointSlice],
-) -> Vec<(IpAddr, u16, BackendState)> {
+) -> Vec<EndpointAddress> {
     let name = port.name.as_deref().unwrap_or_default();
     let mut ready = BTreeMap::new();
     let mut terminating = BTreeMap::new();
@@ -412,7 +445,7 @@ fn backends(
             };
             for address in &endpoint.addresses {
                 if let Ok(ip) = address.parse::<IpAddr>() {
-                    target.insert((ip, backend_port), ());
+                    target.insert((ip, backend_port), placement(endpoint));
                 }
             }
         }
@@ -422,10 +455,25 @@ fn backends(
     } else {
         BackendState::Draining
     };
-    let mut all: BTreeMap<(IpAddr, u16), BackendState> =
-        terminating.into_keys().map(|k| (k, draining)).collect();
-    all.extend(ready.into_keys().map(|k| (k, BackendState::Active)));
-    all.into_iter().map(|((ip, p), s)| (ip, p, s)).collect()
+    let mut all: BTreeMap<(IpAddr, u16), (BackendState, (Option<String>, Option<PodRef>))> =
+        terminating
+            .into_iter()
+            .map(|(k, at)| (k, (draining, at)))
+            .collect();
+    all.extend(
+        ready
+            .into_iter()
+            .map(|(k, at)| (k, (BackendState::Active, at))),
+    );
+    all.into_iter()
+        .map(|((address, port), (state, (node, pod)))| EndpointAddress {
+            address,
+            port,
+            state,
+            node,
+            pod,
+        })
+        .collect()
 }
 
 #[cfg(test)]
