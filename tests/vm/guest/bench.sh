@@ -42,10 +42,21 @@ kill -KILL $ka; sleep 1
 fresh_ipvs
 BAL_CONFIG=$B/node.yaml
 rm -rf "$BAL_STATE"; mkdir -p "$BAL_STATE"
+touch /tmp/t0   # its mtime: the start in wall-clock time, comparable with the log's
 t0=$(up)
 bal apply --dataplane kernel $B/manifests > /tmp/apply.log 2>&1
 rc=$?
 bench balanced_apply_from_empty $(since $t0) "rc=$rc"
+# its phases, from the log's timestamps: until "applying" (parse, observe, plan), the actions,
+# then verification and the state files
+sed 's/\x1b\[[0-9;]*m//g' /tmp/apply.log | awk -v start="$(stat -c %y /tmp/t0 | cut -d' ' -f2)" '
+  function t(l,   a) { split(substr(l, 12, 15), a, ":"); return a[1] * 3600 + a[2] * 60 + a[3] }
+  BEGIN { split(start, a, ":"); first = a[1] * 3600 + a[2] * 60 + a[3] }
+  /^[0-9-]*T[0-9:.]*Z/ { now = t($0)
+    if ($0 ~ / applying /) planned = now
+    else if ($0 ~ / apply done/) done = now
+    else if (planned != "") last = now }
+  END { printf "BENCH balanced_apply_phases %.2f parse_observe_plan=%.2f actions=%.2f verify_and_state=%.2f\n", done - first, planned - first, last - planned, done - last }'
 tail -3 /tmp/apply.log
 check_eq "balanced reached the full state" $((NSVC * NDEST)) "$(total_dests)"
 check_eq "balanced announced every VIP" "$NSVC" "$(ip -o addr show dev balanced0 scope global | wc -l)"
