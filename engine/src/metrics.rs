@@ -335,11 +335,12 @@ fn stat(stats: &Stats, index: usize) -> u64 {
     ][index]
 }
 
-fn gauge<V: prometheus_client::encoding::EncodeGaugeValue>(
+/// One gauge family; `S` borrows where it can (a scrape of a large node encodes millions).
+fn gauge<S: EncodeLabelSet, V: prometheus_client::encoding::EncodeGaugeValue>(
     encoder: &mut DescriptorEncoder,
     name: &str,
     help: &str,
-    series: impl IntoIterator<Item = (Labels, V)>,
+    series: impl IntoIterator<Item = (S, V)>,
 ) -> Result<(), std::fmt::Error> {
     let metric = ConstGauge::new(0i64);
     let mut family = encoder.encode_descriptor(name, help, None, metric.metric_type())?;
@@ -349,11 +350,11 @@ fn gauge<V: prometheus_client::encoding::EncodeGaugeValue>(
     Ok(())
 }
 
-fn counter(
+fn counter<S: EncodeLabelSet>(
     encoder: &mut DescriptorEncoder,
     name: &str,
     help: &str,
-    series: impl IntoIterator<Item = (Labels, u64)>,
+    series: impl IntoIterator<Item = (S, u64)>,
 ) -> Result<(), std::fmt::Error> {
     let metric = ConstCounter::new(0u64);
     let mut family = encoder.encode_descriptor(name, help, None, metric.metric_type())?;
@@ -392,53 +393,52 @@ impl Collector for NodeCollector {
                 help,
                 labelled
                     .iter()
-                    .map(|(labels, s)| (labels.clone(), stat(&s.stats, index))),
+                    .map(|(labels, s)| (labels.as_slice(), stat(&s.stats, index))),
             )?;
         }
         if self.destinations {
-            let destinations: Vec<(Labels, &crate::model::Destination)> = labelled
-                .iter()
-                .flat_map(|(labels, s)| {
-                    s.destinations.iter().map(move |d| {
-                        let mut labels = labels.clone();
-                        labels.push(("backend", SocketLike(d.key.address, d.key.port).to_string()));
-                        (labels, d)
+            // The service's labels borrowed, then the destination's own.
+            type Backend = [(&'static str, String); 1];
+            let destinations: Vec<(&[(&str, String)], Backend, &crate::model::Destination)> =
+                labelled
+                    .iter()
+                    .flat_map(|(labels, s)| {
+                        s.destinations.iter().map(move |d| {
+                            let backend = SocketLike(d.key.address, d.key.port).to_string();
+                            (labels.as_slice(), [("backend", backend)], d)
+                        })
                     })
-                })
-                .collect();
+                    .collect();
+            let series = || {
+                destinations
+                    .iter()
+                    .map(|(s, b, d)| ((*s, b.as_slice()), *d))
+            };
             for (index, (name, help)) in STATS.iter().enumerate() {
                 counter(
                     &mut encoder,
                     &format!("destination_{name}"),
                     help,
-                    destinations
-                        .iter()
-                        .map(|(labels, d)| (labels.clone(), stat(&d.stats, index))),
+                    series().map(|(labels, d)| (labels, stat(&d.stats, index))),
                 )?;
             }
             gauge(
                 &mut encoder,
                 "destination_active_connections",
                 "Active connections of a destination",
-                destinations
-                    .iter()
-                    .map(|(l, d)| (l.clone(), i64::from(d.active_connections))),
+                series().map(|(l, d)| (l, i64::from(d.active_connections))),
             )?;
             gauge(
                 &mut encoder,
                 "destination_inactive_connections",
                 "Inactive connections (TIME_WAIT, …) of a destination",
-                destinations
-                    .iter()
-                    .map(|(l, d)| (l.clone(), i64::from(d.inactive_connections))),
+                series().map(|(l, d)| (l, i64::from(d.inactive_connections))),
             )?;
             gauge(
                 &mut encoder,
                 "destination_weight",
                 "Weight of a destination as the kernel holds it (0: draining)",
-                destinations
-                    .iter()
-                    .map(|(l, d)| (l.clone(), i64::from(d.config.weight))),
+                series().map(|(l, d)| (l, i64::from(d.config.weight))),
             )?;
         }
 
@@ -510,13 +510,13 @@ impl Collector for NodeCollector {
             &mut encoder,
             "draining_destinations",
             "Destinations at weight 0 waiting for their connections to end",
-            [(Vec::new(), draining)],
+            [(Labels::new(), draining)],
         )?;
         gauge(
             &mut encoder,
             "failed_actions",
             "Actions of the last converge that failed or were skipped",
-            [(Vec::new(), status.failures.len() as i64)],
+            [(Labels::new(), status.failures.len() as i64)],
         )?;
         let maintenance = status.maintenance.clone().unwrap_or_default();
         gauge(
@@ -542,14 +542,14 @@ impl Collector for NodeCollector {
             &mut encoder,
             "announced_addresses",
             "Owned VIP addresses on the VIP link (announced by BGP)",
-            [(Vec::new(), announced)],
+            [(Labels::new(), announced)],
         )?;
         gauge(
             &mut encoder,
             "dataplane_up",
             "1 when the last observation of the dataplane worked",
             [(
-                Vec::new(),
+                Labels::new(),
                 i64::from(liveness.last_observe.is_some_and(|(_, ok)| ok)),
             )],
         )?;
@@ -558,7 +558,7 @@ impl Collector for NodeCollector {
                 &mut encoder,
                 "last_successful_converge_timestamp_seconds",
                 "Unix time of the last converge in which every action succeeded",
-                [(Vec::new(), at as i64)],
+                [(Labels::new(), at as i64)],
             )?;
         }
         Ok(())
