@@ -398,17 +398,15 @@ impl Collector for NodeCollector {
         }
         if self.destinations {
             // The service's labels borrowed, then the destination's own.
-            type Backend = [(&'static str, String); 1];
-            let destinations: Vec<(&[(&str, String)], Backend, &crate::model::Destination)> =
-                labelled
-                    .iter()
-                    .flat_map(|(labels, s)| {
-                        s.destinations.iter().map(move |d| {
-                            let backend = SocketLike(d.key.address, d.key.port).to_string();
-                            (labels.as_slice(), [("backend", backend)], d)
-                        })
+            let destinations: Vec<_> = labelled
+                .iter()
+                .flat_map(|(labels, s)| {
+                    s.destinations.iter().map(move |d| {
+                        let backend = SocketLike(d.key.address, d.key.port).to_string();
+                        (labels.as_slice(), [("backend", backend)], d)
                     })
-                    .collect();
+                })
+                .collect();
             let series = || {
                 destinations
                     .iter()
