@@ -402,8 +402,11 @@ struct EndpointAddress {
     pod: Option<PodRef>,
 }
 
+/// Where an endpoint runs: its node and its pod.
+type Placement = (Option<String>, Option<PodRef>);
+
 /// Where an endpoint runs, as its EndpointSlice says; `pod` only for a Pod target with a UID.
-fn placement(endpoint: &Endpoint) -> (Option<String>, Option<PodRef>) {
+fn placement(endpoint: &Endpoint) -> Placement {
     let pod = endpoint.target_ref.as_ref().and_then(|target| {
         (target.kind.as_deref() == Some("Pod")).then_some(())?;
         Some(PodRef {
@@ -455,11 +458,10 @@ fn backends(
     } else {
         BackendState::Draining
     };
-    let mut all: BTreeMap<(IpAddr, u16), (BackendState, (Option<String>, Option<PodRef>))> =
-        terminating
-            .into_iter()
-            .map(|(k, at)| (k, (draining, at)))
-            .collect();
+    let mut all: BTreeMap<(IpAddr, u16), (BackendState, Placement)> = terminating
+        .into_iter()
+        .map(|(k, at)| (k, (draining, at)))
+        .collect();
     all.extend(
         ready
             .into_iter()
