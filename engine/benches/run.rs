@@ -86,8 +86,29 @@ fn setup(root: &Path) -> (Daemon, PathBuf) {
         "run bench: {FILES} files loaded and checked in {loaded:?}; first converge {actions} actions in {:?} total",
         started.elapsed()
     );
+    breakdown(&daemon, &dir);
     let edited = dir.join("ns-07").join("svc-4207.yaml");
     (daemon, edited)
+}
+
+/// Where the time of one pass goes (printed once): the set checks, compile and plan.
+fn breakdown(daemon: &Daemon, dir: &Path) {
+    let files = balanced_schemas::load_paths(&[dir.to_path_buf()]);
+    let refs: Vec<_> = files.iter().collect();
+    let node = daemon.converger().node.document.clone();
+    let started = Instant::now();
+    let diagnostics = balanced_schemas::check_set(&refs, Some(&node));
+    let check = started.elapsed();
+    assert!(diagnostics.is_empty());
+    let converger = daemon.converger();
+    let started = Instant::now();
+    let desired = converger.desired();
+    let compile = started.elapsed();
+    let started = Instant::now();
+    let plan = converger.plan(&desired, daemon.cache(), SystemTime::now());
+    let planning = started.elapsed();
+    assert!(plan.actions.is_empty());
+    eprintln!("run bench breakdown: check_set {check:?}, compile {compile:?}, plan {planning:?}");
 }
 
 fn bench(c: &mut Criterion) {
@@ -108,7 +129,7 @@ fn bench(c: &mut Criterion) {
                 assert!(plan.actions.len() <= 1);
                 plan
             },
-            BatchSize::SmallInput,
+            BatchSize::PerIteration,
         )
     });
 }

@@ -118,6 +118,8 @@ struct FileEntry {
     in_force: Option<Arc<Version>>,
     state: FileState,
     reason: Option<String>,
+    /// The version in force when the cross-file checks last ran over the whole set.
+    checked: Option<Arc<Version>>,
 }
 
 /// A file's standing after [`ManifestSet::resolve`].
@@ -178,6 +180,9 @@ pub struct ManifestSet {
     files: BTreeMap<FileKey, FileEntry>,
     /// Accept a missing or emptied directory as intended (`--allow-mass-delete`).
     accept_empty: bool,
+    /// The node config of the last cross-file check when it found nothing; `None` after a
+    /// check that found something (or before the first).
+    clean_check: Option<Option<v1::NodeConfigSpec>>,
 }
 
 impl ManifestSet {
@@ -205,6 +210,7 @@ impl ManifestSet {
                         in_force: None,
                         state: FileState::Invalid,
                         reason: None,
+                        checked: None,
                     },
                 );
             }
@@ -219,6 +225,7 @@ impl ManifestSet {
             sources,
             files,
             accept_empty,
+            clean_check: None,
         };
         for index in 0..set.sources.len() {
             set.rescan(index);
@@ -335,6 +342,11 @@ impl ManifestSet {
             }
         }
 
+        // The cross-file checks look only at names, VIPs and service identities: when the last
+        // full check found nothing and no file's identities changed, it still holds.
+        if self.still_clean(node) {
+            return self.finish(diagnostics, invalid);
+        }
         let by_path: HashMap<PathBuf, FileKey> = self
             .files
             .iter()
@@ -382,10 +394,40 @@ impl ManifestSet {
                 }
             }
         };
+        self.clean_check = (cross.is_empty() && refused.is_empty())
+            .then(|| node.and_then(NodeConfigDoc::spec).cloned());
+        for entry in self.files.values_mut() {
+            entry.checked = entry.in_force.clone();
+        }
         invalid |= cross.iter().any(|d| d.severity == Severity::Error);
-        invalid |= self.files.values().any(|e| e.state != FileState::InForce);
         diagnostics.extend(cross);
         diagnostics.extend(refused);
+        self.finish(diagnostics, invalid)
+    }
+
+    /// Whether the last full cross-file check found nothing and still holds: same node config,
+    /// and every file in force has the names, VIPs and services it had then.
+    fn still_clean(&self, node: Option<&NodeConfigDoc>) -> bool {
+        let Some(checked_node) = &self.clean_check else {
+            return false;
+        };
+        if checked_node.as_ref() != node.and_then(NodeConfigDoc::spec) {
+            return false;
+        }
+        self.files
+            .values()
+            .all(|e| match (&e.in_force, &e.checked) {
+                (None, None) => true,
+                (Some(now), Some(then)) => {
+                    Arc::ptr_eq(now, then) || identities(&now.parsed) == identities(&then.parsed)
+                }
+                _ => false,
+            })
+    }
+
+    /// Sorts the diagnostics; `invalid` also when any file is not in force as it is on disk.
+    fn finish(&self, mut diagnostics: Vec<Diagnostic>, mut invalid: bool) -> Resolution {
+        invalid |= self.files.values().any(|e| e.state != FileState::InForce);
         diagnostics.sort_by(|a, b| {
             (&a.path, a.position.line, a.position.column, &a.message).cmp(&(
                 &b.path,
@@ -637,12 +679,42 @@ impl ManifestSet {
                         in_force: None,
                         state: FileState::Invalid,
                         reason: None,
+                        checked: None,
                     },
                 );
                 true
             }
         }
     }
+}
+
+/// What the cross-file checks look at in a file: each document's kind and name, and for a
+/// Balancer its VIP and each service's protocol, port and mark.
+type Identity<'a> = (
+    &'static str,
+    &'a str,
+    Option<(std::net::IpAddr, Vec<ServiceIdentity>)>,
+);
+type ServiceIdentity = (Option<v1::Protocol>, Option<u16>, Option<u32>);
+
+fn identities(file: &ParsedFile) -> Vec<Identity<'_>> {
+    file.documents
+        .iter()
+        .map(|d| {
+            let services = match &d.manifest {
+                Manifest::Balancer(b) => Some((
+                    b.spec.vip,
+                    b.spec
+                        .services
+                        .iter()
+                        .map(|s| (s.protocol, s.port, s.fwmark))
+                        .collect(),
+                )),
+                Manifest::NodeConfig(_) => None,
+            };
+            (d.manifest.kind(), d.manifest.name(), services)
+        })
+        .collect()
 }
 
 /// Every key of one watched directory.
@@ -834,6 +906,45 @@ mod tests {
             !set.rescan_all(),
             "a rescan re-reads nothing that did not change"
         );
+    }
+
+    #[test]
+    fn an_edit_that_renames_into_a_conflict_is_caught_after_clean_rounds() {
+        let root = tempfile::tempdir().unwrap();
+        let dir = root.path().join("m");
+        fs::create_dir_all(&dir).unwrap();
+        fs::write(dir.join("a.yaml"), balancer("a", "198.51.100.1", 1)).unwrap();
+        fs::write(dir.join("c.yaml"), balancer("c", "198.51.100.3", 1)).unwrap();
+        let state = StateDir::new(root.path().join("state"));
+        let mut set = ManifestSet::load(std::slice::from_ref(&dir), &state, false).unwrap();
+        assert!(!set.resolve(None).invalid);
+        set.persist().unwrap();
+
+        // A weight edit: the last clean check still holds.
+        fs::write(dir.join("c.yaml"), balancer("c", "198.51.100.3", 5)).unwrap();
+        set.refresh_paths(&[dir.join("c.yaml")]);
+        assert!(!set.resolve(None).invalid);
+        set.persist().unwrap();
+
+        // A rename onto a's name: checked again, refused, the previous c stays in force.
+        fs::write(dir.join("c.yaml"), balancer("a", "198.51.100.3", 5)).unwrap();
+        set.refresh_paths(&[dir.join("c.yaml")]);
+        let resolution = set.resolve(None);
+        assert!(resolution.invalid);
+        assert!(
+            resolution
+                .diagnostics
+                .iter()
+                .any(|d| d.message.contains("duplicate metadata.name")),
+            "{:?}",
+            resolution.diagnostics
+        );
+        let names: Vec<_> = set
+            .balancers()
+            .iter()
+            .map(|b| b.metadata.name.clone())
+            .collect();
+        assert_eq!(names, vec!["a".to_owned(), "c".to_owned()]);
     }
 
     #[test]
