@@ -4,10 +4,13 @@
 //! Rule: deciding stays pure and synchronous — this module reads files and the state
 //! directory, compiles and plans; it never talks to a dataplane (callers observe and execute).
 
+use std::cell::RefCell;
+use std::collections::BTreeMap;
+use std::net::IpAddr;
 use std::path::{Path, PathBuf};
 use std::time::SystemTime;
 
-use balanced_schemas::v1::NodeConfigSpec;
+use balanced_schemas::v1::{self, NodeConfigSpec};
 use balanced_schemas::{Diagnostic, Manifest, NodeConfigDoc, Severity, load_node_config};
 use tracing::{error, warn};
 
@@ -15,8 +18,8 @@ use crate::compile::compile;
 use crate::dataplane::ObserveRequest;
 use crate::error::EngineError;
 use crate::maintenance::Maintenance;
-use crate::manifests::{ManifestSet, Resolution};
-use crate::model::NodeState;
+use crate::manifests::{FileKey, ManifestSet, Resolution};
+use crate::model::{NodeState, ServiceKey};
 use crate::plan::{DrainRecord, Plan, PlanOptions, plan};
 use crate::state_dir::StateDir;
 
@@ -64,6 +67,103 @@ pub struct Converger {
     pub resolution: Resolution,
     /// The operator's maintenance flag and the failure withdrawal ([`crate::maintenance`]).
     pub maintenance: Maintenance,
+    /// The desired state compiled file by file, for [`Converger::plan_incremental`].
+    compiled: RefCell<Compiled>,
+}
+
+/// The desired state compiled file by file: a changed file's services and VIPs are taken out
+/// and its new version's put in; a VIP address stays while any file still has a service on it.
+/// Valid only while no two files share a service (a clean set) and the node config is the same.
+#[derive(Debug, Default)]
+struct Compiled {
+    node: Option<NodeConfigSpec>,
+    state: NodeState,
+    files: BTreeMap<FileKey, Fragment>,
+    vip_refs: BTreeMap<IpAddr, usize>,
+    round: u64,
+}
+
+#[derive(Debug)]
+struct Fragment {
+    serial: u64,
+    round: u64,
+    services: Vec<ServiceKey>,
+    vips: Vec<IpAddr>,
+}
+
+impl Compiled {
+    fn update(&mut self, manifests: &ManifestSet, spec: &NodeConfigSpec) {
+        if self.node.as_ref() != Some(spec) {
+            *self = Compiled {
+                node: Some(spec.clone()),
+                state: compile(&[], spec),
+                ..Compiled::default()
+            };
+        }
+        self.round += 1;
+        let round = self.round;
+        for (key, serial, parsed) in manifests.in_force_files() {
+            match self.files.get_mut(key) {
+                Some(fragment) if fragment.serial == serial => {
+                    fragment.round = round;
+                    continue;
+                }
+                Some(_) => {
+                    if let Some(old) = self.files.remove(key) {
+                        self.take_out(&old);
+                    }
+                }
+                None => {}
+            }
+            let balancers: Vec<&v1::Balancer> = parsed
+                .documents
+                .iter()
+                .filter_map(|d| match &d.manifest {
+                    Manifest::Balancer(b) => Some(b),
+                    Manifest::NodeConfig(_) => None,
+                })
+                .collect();
+            let part = compile(&balancers, spec);
+            let fragment = Fragment {
+                serial,
+                round,
+                services: part.services.keys().copied().collect(),
+                vips: part.interface.addresses.iter().copied().collect(),
+            };
+            self.state.services.extend(part.services);
+            for vip in &fragment.vips {
+                *self.vip_refs.entry(*vip).or_default() += 1;
+                self.state.interface.addresses.insert(*vip);
+            }
+            self.files.insert(key.clone(), fragment);
+        }
+        let gone: Vec<FileKey> = self
+            .files
+            .iter()
+            .filter(|(_, f)| f.round != round)
+            .map(|(k, _)| k.clone())
+            .collect();
+        for key in gone {
+            if let Some(old) = self.files.remove(&key) {
+                self.take_out(&old);
+            }
+        }
+    }
+
+    fn take_out(&mut self, fragment: &Fragment) {
+        for key in &fragment.services {
+            self.state.services.remove(key);
+        }
+        for vip in &fragment.vips {
+            if let Some(count) = self.vip_refs.get_mut(vip) {
+                *count -= 1;
+                if *count == 0 {
+                    self.vip_refs.remove(vip);
+                    self.state.interface.addresses.remove(vip);
+                }
+            }
+        }
+    }
 }
 
 impl Converger {
@@ -87,6 +187,7 @@ impl Converger {
             state,
             resolution: Resolution::default(),
             maintenance,
+            compiled: RefCell::default(),
         };
         converger.resolve();
         Ok(converger)
@@ -115,6 +216,26 @@ impl Converger {
         desired
     }
 
+    /// Plans against `observed` with the desired state kept compiled between calls and
+    /// updated only for the files whose version in force changed (the daemon's hot path);
+    /// the same result as [`Converger::desired`] + [`Converger::plan`].
+    pub fn plan_incremental(&self, observed: &NodeState, now: SystemTime) -> Plan {
+        let mut compiled = self.compiled.borrow_mut();
+        if !self.manifests.is_clean() {
+            *compiled = Compiled::default();
+            drop(compiled);
+            let desired = self.desired();
+            return self.plan(&desired, observed, now);
+        }
+        compiled.update(&self.manifests, &self.node.spec);
+        if self.maintenance.status(&self.node.spec).withdrawn {
+            let mut desired = compiled.state.clone();
+            self.maintenance.apply(&self.node.spec, &mut desired);
+            return self.plan(&desired, observed, now);
+        }
+        self.plan(&compiled.state, observed, now)
+    }
+
     pub fn plan(&self, desired: &NodeState, observed: &NodeState, now: SystemTime) -> Plan {
         plan(desired, observed, now, &self.record, &self.options)
     }
@@ -137,5 +258,90 @@ impl Converger {
                 Severity::Warning => warn!("{diagnostic}"),
             }
         }
+    }
+}
+
+#[cfg(test)]
+mod tests {
+    use std::fs;
+
+    use super::*;
+
+    fn balancer(name: &str, vip: &str, port: u16, weight: u32) -> String {
+        format!(
+            "apiVersion: balanced.io/v1\nkind: Balancer\nmetadata:\n  name: {name}\nspec:\n  vip: {vip}\n  \
+             services:\n    - protocol: TCP\n      port: {port}\n      backends:\n        - address: 10.0.0.1\n          \
+             weight: {weight}\n"
+        )
+    }
+
+    #[test]
+    fn the_file_by_file_compile_equals_a_full_compile_after_each_change() {
+        let root = tempfile::tempdir().unwrap();
+        let dir = root.path().join("m");
+        fs::create_dir_all(&dir).unwrap();
+        let config = root.path().join("node.yaml");
+        fs::write(
+            &config,
+            "apiVersion: balanced.io/v1\nkind: NodeConfig\nmetadata:\n  name: n\nspec:\n  \
+             vipRanges: [198.51.100.0/24]\n",
+        )
+        .unwrap();
+        // Two files share VIP .1 (ports 80 and 443).
+        fs::write(dir.join("a.yaml"), balancer("a", "198.51.100.1", 80, 1)).unwrap();
+        fs::write(dir.join("b.yaml"), balancer("b", "198.51.100.1", 443, 1)).unwrap();
+        fs::write(dir.join("c.yaml"), balancer("c", "198.51.100.3", 80, 1)).unwrap();
+        let node = NodeConfig::load(&config).unwrap();
+        let state = StateDir::new(root.path().join("state"));
+        let mut converger =
+            Converger::open(node, std::slice::from_ref(&dir), state, false).unwrap();
+        let observed = NodeState::default();
+        let check = |converger: &Converger| {
+            let incremental = converger.plan_incremental(&observed, SystemTime::UNIX_EPOCH);
+            let desired = converger.desired();
+            assert_eq!(converger.compiled.borrow().state, desired);
+            assert_eq!(
+                incremental,
+                converger.plan(&desired, &observed, SystemTime::UNIX_EPOCH)
+            );
+        };
+        check(&converger);
+        let change = |converger: &mut Converger, file: &str, text: Option<String>| {
+            let path = dir.join(file);
+            match text {
+                Some(text) => fs::write(&path, text).unwrap(),
+                None => fs::remove_file(&path).unwrap(),
+            }
+            assert!(converger.manifests.refresh_paths(&[path]));
+            converger.resolve();
+            check(converger);
+        };
+        change(
+            &mut converger,
+            "c.yaml",
+            Some(balancer("c", "198.51.100.3", 80, 7)),
+        );
+        change(&mut converger, "b.yaml", None);
+        assert!(
+            converger
+                .compiled
+                .borrow()
+                .state
+                .interface
+                .addresses
+                .contains(&"198.51.100.1".parse().unwrap()),
+            "a.yaml still has a service on .1"
+        );
+        change(&mut converger, "a.yaml", None);
+        change(
+            &mut converger,
+            "d.yaml",
+            Some(balancer("d", "198.51.100.1", 53, 1)),
+        );
+        change(
+            &mut converger,
+            "d.yaml",
+            Some(balancer("d", "198.51.100.4", 53, 1)),
+        );
     }
 }

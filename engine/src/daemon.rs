@@ -131,8 +131,7 @@ impl Daemon {
 
     /// Plans against the cache without re-reading anything (after a config reload).
     pub fn plan_now(&self, now: SystemTime) -> Plan {
-        let desired = self.converger.desired();
-        self.converger.plan(&desired, &self.cache, now)
+        self.converger.plan_incremental(&self.cache, now)
     }
 
     /// Replaces the node config and re-resolves the set.

@@ -76,6 +76,8 @@ pub struct FileKey {
 /// One version of a file: its text and what parsing it gave.
 #[derive(Debug)]
 struct Version {
+    /// Unique in this process: tells versions apart without holding them.
+    serial: u64,
     text: Vec<u8>,
     parsed: ParsedFile,
     /// No error from the per-file checks (warnings allowed).
@@ -445,6 +447,20 @@ impl ManifestSet {
         }
     }
 
+    /// Each file in force with the serial of its version in force (a new serial means new
+    /// content), in file order.
+    pub fn in_force_files(&self) -> impl Iterator<Item = (&FileKey, u64, &ParsedFile)> {
+        self.files
+            .iter()
+            .filter_map(|(k, e)| e.in_force.as_deref().map(|v| (k, v.serial, &v.parsed)))
+    }
+
+    /// Whether the whole-set checks found nothing: no two manifests share a name or a
+    /// service, so the set compiles file by file.
+    pub fn is_clean(&self) -> bool {
+        self.clean_check.is_some()
+    }
+
     /// The Balancers in force, in file order.
     pub fn balancers(&self) -> Vec<&v1::Balancer> {
         self.files
@@ -760,6 +776,11 @@ fn error_set(diagnostics: &[Diagnostic]) -> BTreeSet<(PathBuf, u64, u64, String)
         .collect()
 }
 
+fn next_serial() -> u64 {
+    static NEXT: std::sync::atomic::AtomicU64 = std::sync::atomic::AtomicU64::new(1);
+    NEXT.fetch_add(1, std::sync::atomic::Ordering::Relaxed)
+}
+
 fn parse_version(path: &Path, text: Vec<u8>) -> Version {
     let parsed = match std::str::from_utf8(&text) {
         Ok(s) => parse_file(path, s),
@@ -774,6 +795,7 @@ fn parse_version(path: &Path, text: Vec<u8>) -> Version {
         .iter()
         .any(|d| d.severity == Severity::Error);
     Version {
+        serial: next_serial(),
         text,
         parsed,
         valid,
@@ -782,6 +804,7 @@ fn parse_version(path: &Path, text: Vec<u8>) -> Version {
 
 fn unreadable(path: &Path, e: &io::Error) -> Version {
     Version {
+        serial: next_serial(),
         text: Vec::new(),
         parsed: ParsedFile {
             path: path.to_path_buf(),
