@@ -6,6 +6,7 @@
 #                                └── eth1 10.0.0.2/30 ── router eth2 10.0.0.1 (replies' way out)
 #   pods: namespaces /run/netns/<pod UID> (--netns-dir, as a CNI naming them would), eth0 on cni0
 #
+# Then GUE (a FOU port feeding tunl0), GRE (gre0) and an IPv6 VIP over IPv4 (sit0), each answered.
 # pod-c is another node's backend (weight 0, so the director never picks it): left alone.
 # The pods start with nothing but eth0 and a default route; `balanced --role backend` does the
 # rest. Replies leave the knode towards the router directly: the director's bridge port to the
@@ -227,6 +228,30 @@ gue="addr=$VIP/32 198.51.100.51/32 203.0.113.77/32  link=UP,LOWER_UP mtu 1418  r
 wait_view $UB "$gue" 10
 check_eq "(p) pod-b: tunl0 MTU 1450-32 and advmss 1378 with GUE" "$gue" "$(pod_view $UB)"
 check_eq "(p) client -> 198.51.100.51:80 over GUE answered by pod-b" "pod-b pod-b" "$(fetch_n 2 http://198.51.100.51/)"
+
+# -- GRE: gre0 up with MTU 1450-24 holds the VIP; the route keeps GUE's larger overhead -------
+manifest $M/gre.yaml dsr-gre 198.51.100.53 "  - protocol: TCP
+    port: 80
+    scheduler: rr
+    forwarding:
+      method: tunnel
+      encapsulation: gre
+    backends:
+$(backend 10.244.1.12 $UB knode)"
+bal apply $M > /tmp/p.apply-gre 2>&1
+check_exit "(p) director: apply a GRE-tunnelled service" 0 $? /tmp/p.apply-gre
+greview() {
+  # (the kernel adds IPv6 link-local addresses to gre0 once it is up: not shown)
+  echo "addr=$(ip -n $UB -4 -o addr show dev gre0 | awk '{print $4}' | tr '\n' ' ')" \
+       "link=$(ip -n $UB -o link show dev gre0 | grep -o 'UP,LOWER_UP\|mtu [0-9]*' | tr '\n' ' ')" \
+       "rp=$(nsx $UB cat /proc/sys/net/ipv4/conf/gre0/rp_filter)" \
+       "advmss=$(ip -n $UB route show table 4177 | grep -o 'advmss [0-9]*')"
+}
+wantgre="addr=198.51.100.53/32  link=UP,LOWER_UP mtu 1426  rp=0 advmss=advmss 1378"
+n=0; while [ "$(greview)" != "$wantgre" ] && [ $n -lt 40 ]; do usleep 500000; n=$((n + 1)); done
+check_eq "(p) pod-b: the GRE VIP on gre0, its MTU and rp_filter" "$wantgre" "$(greview)"
+fetch http://198.51.100.53/ > /dev/null   # neighbours first
+check_eq "(p) client -> 198.51.100.53:80 over GRE answered by pod-b" "pod-b pod-b" "$(fetch_n 2 http://198.51.100.53/)"
 
 # -- IPv6 VIP to an IPv4 pod address: IPv6-in-IPv4, received by sit0; MSS 1450 - 20 - 60 -----
 V6=2001:db8:100::50
