@@ -5,7 +5,7 @@
 //! directory, compiles and plans; it never talks to a dataplane (callers observe and execute).
 
 use std::cell::RefCell;
-use std::collections::BTreeMap;
+use std::collections::{BTreeMap, HashMap};
 use std::net::IpAddr;
 use std::path::{Path, PathBuf};
 use std::time::SystemTime;
@@ -18,7 +18,7 @@ use crate::compile::compile;
 use crate::dataplane::ObserveRequest;
 use crate::error::EngineError;
 use crate::maintenance::Maintenance;
-use crate::manifests::{FileKey, ManifestSet, Resolution};
+use crate::manifests::{ManifestSet, Resolution};
 use crate::model::{NodeState, ServiceKey};
 use crate::plan::{DrainRecord, Plan, PlanOptions, plan};
 use crate::state_dir::StateDir;
@@ -78,14 +78,14 @@ pub struct Converger {
 struct Compiled {
     node: Option<NodeConfigSpec>,
     state: NodeState,
-    files: BTreeMap<FileKey, Fragment>,
+    /// By the serial of the file version compiled.
+    files: HashMap<u64, Fragment>,
     vip_refs: BTreeMap<IpAddr, usize>,
     round: u64,
 }
 
 #[derive(Debug)]
 struct Fragment {
-    serial: u64,
     round: u64,
     services: Vec<ServiceKey>,
     vips: Vec<IpAddr>,
@@ -102,19 +102,28 @@ impl Compiled {
         }
         self.round += 1;
         let round = self.round;
-        for (key, serial, parsed) in manifests.in_force_files() {
-            match self.files.get_mut(key) {
-                Some(fragment) if fragment.serial == serial => {
-                    fragment.round = round;
-                    continue;
-                }
-                Some(_) => {
-                    if let Some(old) = self.files.remove(key) {
-                        self.take_out(&old);
-                    }
-                }
-                None => {}
+        // Versions are keyed by serial (a new version has a new one), so finding the unchanged
+        // files costs no path comparisons.
+        let mut new = Vec::new();
+        for (_, serial, parsed) in manifests.in_force_files() {
+            match self.files.get_mut(&serial) {
+                Some(fragment) => fragment.round = round,
+                None => new.push((serial, parsed)),
             }
+        }
+        // Old versions go first: a new version may hold the same services.
+        let gone: Vec<u64> = self
+            .files
+            .iter()
+            .filter(|(_, f)| f.round != round)
+            .map(|(serial, _)| *serial)
+            .collect();
+        for serial in gone {
+            if let Some(old) = self.files.remove(&serial) {
+                self.take_out(&old);
+            }
+        }
+        for (serial, parsed) in new {
             let balancers: Vec<&v1::Balancer> = parsed
                 .documents
                 .iter()
@@ -125,7 +134,6 @@ impl Compiled {
                 .collect();
             let part = compile(&balancers, spec);
             let fragment = Fragment {
-                serial,
                 round,
                 services: part.services.keys().copied().collect(),
                 vips: part.interface.addresses.iter().copied().collect(),
@@ -135,18 +143,7 @@ impl Compiled {
                 *self.vip_refs.entry(*vip).or_default() += 1;
                 self.state.interface.addresses.insert(*vip);
             }
-            self.files.insert(key.clone(), fragment);
-        }
-        let gone: Vec<FileKey> = self
-            .files
-            .iter()
-            .filter(|(_, f)| f.round != round)
-            .map(|(k, _)| k.clone())
-            .collect();
-        for key in gone {
-            if let Some(old) = self.files.remove(&key) {
-                self.take_out(&old);
-            }
+            self.files.insert(serial, fragment);
         }
     }
 
