@@ -4,7 +4,8 @@
 #   3. balanced apply from empty: every service, destination and VIP address
 #   4. no-change resync: balanced plan / apply on the converged node, vs ipvsadm -Sn
 #   5. one weight changed in one manifest while `balanced run` holds the configuration:
-#      file mtime → the run log's line for that change, confirmed in the kernel
+#      file mtime → the run log's line for that change, confirmed in the kernel; and the same
+#      change as a keepalived reload (SIGHUP) → visible in the kernel
 # Prints "BENCH <key> <seconds> ..." lines. Every timed step starts from a freshly loaded IPVS
 # (deleted destinations stay on a "trash" list that every add scans).
 . /vm/lib.sh
@@ -27,8 +28,9 @@ echo "BENCH-INFO $NSVC services x $NDEST destinations; $(balanced --version); $(
 
 # --- 1. keepalived --------------------------------------------------------------------------
 fresh_ipvs
+cp $B/keepalived.conf /tmp/ka.conf
 t0=$(up)
-keepalived -C -n -l -G -R -f $B/keepalived.conf -p /run/ka.pid -c /run/ka-check.pid > /tmp/ka.log 2>&1 &
+keepalived -C -n -l -G -R -f /tmp/ka.conf -p /run/ka.pid -c /run/ka-check.pid > /tmp/ka.log 2>&1 &
 ka=$!
 while [ "$(dests_of $LAST_VIP)" != "$NDEST" ]; do usleep 200000; done
 bench keepalived_converge $(since $t0) "(last virtual server complete; poll 0.2 s)"
@@ -36,6 +38,15 @@ n=$(total_dests)
 check_eq "keepalived reached the full state" $((NSVC * NDEST)) "$n"
 # 2. ipvsadm -Sn of the full state
 for k in 1 2 3; do t0=$(up); ipvsadm -Sn > /dev/null; bench ipvsadm_Sn $(since $t0); done
+# 5b. keepalived reload with one weight changed (the last virtual server's first real server)
+awk '/^virtual_server/ {n = NR} {l[NR] = $0} END {
+  for (i = 1; i <= NR; i++) { if (i > n && !done && l[i] ~ /weight 1$/) { sub(/weight 1$/, "weight 2", l[i]); done = 1 }; print l[i] } }' \
+  $B/keepalived.conf > /tmp/ka2.conf
+cp /tmp/ka2.conf /tmp/ka.conf
+t0=$(up)
+kill -HUP $(cat /run/ka.pid)
+while ! ipvsadm -Ln -t $LAST_VIP:80 | grep -q 'Route *2 '; do usleep 200000; done
+bench keepalived_reload_weight_visible $(since $t0) "(SIGHUP -> ipvsadm shows it; poll 0.2 s)"
 kill -KILL $ka; sleep 1
 
 # --- 3. balanced from empty --------------------------------------------------------------------
