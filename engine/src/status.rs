@@ -11,12 +11,13 @@ use std::net::IpAddr;
 use std::path::PathBuf;
 use std::time::{SystemTime, UNIX_EPOCH};
 
+use balanced_schemas::v1::{Scheduler, SchedulerFlag};
 use serde::{Deserialize, Serialize};
 
 use crate::exec::Failure;
 use crate::maintenance::MaintenanceStatus;
 use crate::manifests::{FileState, ManifestStatus, SourceStatus};
-use crate::model::{Forward, NodeState, ServiceKey, SocketLike};
+use crate::model::{FLAG_ONEPACKET, Forward, NodeState, ServiceKey, SocketLike};
 use crate::ownership::Ownership;
 use crate::plan::{HeldDeletion, WaitReason, Waiting};
 
@@ -187,9 +188,12 @@ pub fn render_text(status: &StatusDocument, now: u64) -> String {
             };
             let _ = writeln!(
                 out,
-                "  {what}  scheduler {}  flags {:#x}{}",
+                "  {what}  scheduler {}{}{}",
                 service.config.scheduler,
-                service.config.flags,
+                flag_names(service.config.scheduler, service.config.flags)
+                    .iter()
+                    .map(|f| format!("  {f}"))
+                    .collect::<String>(),
                 if service.config.timeout > 0 {
                     format!("  persistence {}s", service.config.timeout)
                 } else {
@@ -308,6 +312,34 @@ pub fn render_text(status: &StatusDocument, now: u64) -> String {
     out
 }
 
+/// The service flags in manifest words (`one-packet`, `mh-fallback`, …); persistence is
+/// shown with its timeout.
+fn flag_names(scheduler: Scheduler, flags: u32) -> Vec<&'static str> {
+    let mut names = Vec::new();
+    if flags & FLAG_ONEPACKET != 0 {
+        names.push("one-packet");
+    }
+    for flag in [
+        SchedulerFlag::MhFallback,
+        SchedulerFlag::MhPort,
+        SchedulerFlag::ShFallback,
+        SchedulerFlag::ShPort,
+        SchedulerFlag::Flag1,
+        SchedulerFlag::Flag2,
+        SchedulerFlag::Flag3,
+    ] {
+        let applies = match flag {
+            SchedulerFlag::MhFallback | SchedulerFlag::MhPort => scheduler == Scheduler::Mh,
+            SchedulerFlag::ShFallback | SchedulerFlag::ShPort => scheduler == Scheduler::Sh,
+            _ => !matches!(scheduler, Scheduler::Mh | Scheduler::Sh),
+        };
+        if applies && flags & flag.bit() != 0 {
+            names.push(flag.as_str());
+        }
+    }
+    names
+}
+
 /// `tunnel gue port 6080 checksum csum`, `direct`, …
 pub fn forwarding(forward: &Forward) -> String {
     match forward {
@@ -349,6 +381,19 @@ fn ago(later: u64, earlier: u64) -> String {
 #[cfg(test)]
 mod tests {
     use super::*;
+
+    #[test]
+    fn flags_read_in_manifest_words() {
+        assert_eq!(
+            flag_names(Scheduler::Mh, 0x18),
+            vec!["mh-fallback", "mh-port"]
+        );
+        assert_eq!(flag_names(Scheduler::Sh, 0x09), vec!["sh-fallback"]);
+        assert_eq!(
+            flag_names(Scheduler::Rr, 0x24),
+            vec!["one-packet", "flag-3"]
+        );
+    }
 
     #[test]
     fn durations_read_like_an_operator_writes_them() {
