@@ -1,7 +1,7 @@
 //! `balanced run` against a simulated node: edits of real files, a burst of edits, an atomic
 //! swap of a symlinked directory (git-sync style) and a broken manifest, each seen through the
-//! simulated state converging (or, for the broken file, not changing); SIGTERM stops the
-//! daemon and leaves the node as it is.
+//! simulated state converging (or, for the broken file, not changing); an edited node config
+//! is reloaded; SIGHUP resyncs; SIGTERM/SIGINT stop the daemon and leave the node as it is.
 
 mod cli_support;
 
@@ -263,6 +263,28 @@ fn a_configmap_style_data_swap_is_followed() {
         Some(1),
         "hidden ..data/..rev directories are not read as more manifests: {status}"
     );
+
+    // An edited node config is reloaded and converged.
+    let config = fs::read_to_string(&node.config).unwrap();
+    fs::write(
+        &node.config,
+        format!("{config}  sysctls:\n    net.ipv4.vs.sloppy_tcp: \"1\"\n"),
+    )
+    .unwrap();
+    eventually(&node, "node config reload", |s| {
+        s.sysctls.get("net.ipv4.vs.sloppy_tcp").map(String::as_str) == Some("1")
+    });
+
+    // SIGHUP: resync now, and keep running.
+    daemon.signal(libc::SIGHUP);
+    let start = Instant::now();
+    while count_lines(&log, "SIGHUP") == 0 {
+        assert!(
+            start.elapsed() < Duration::from_secs(20),
+            "SIGHUP not handled"
+        );
+        std::thread::sleep(Duration::from_millis(50));
+    }
 
     daemon.signal(libc::SIGINT);
     assert_eq!(daemon.wait(Duration::from_secs(10)), Some(0));
