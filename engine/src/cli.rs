@@ -272,8 +272,16 @@ mod tests {
     fn the_backend_role_needs_a_node_name() {
         let parse = |args: &[&str]| Cli::try_parse_from(args.iter().copied());
         assert!(parse(&["balanced", "run", "m", "--role", "backend"]).is_err());
-        let cli = parse(&["balanced", "run", "m", "--role", "backend", "--node-name", "n1"])
-            .expect("parses");
+        let cli = parse(&[
+            "balanced",
+            "run",
+            "m",
+            "--role",
+            "backend",
+            "--node-name",
+            "n1",
+        ])
+        .expect("parses");
         let Command::Run { role, .. } = cli.command else {
             panic!("run expected");
         };
