@@ -257,9 +257,12 @@ fn previous(action: &Action, state: &NodeState) -> Option<String> {
     (!fields.is_empty()).then(|| fields.join(", "))
 }
 
-/// Plans again against a fresh observation: its actions are the differences left (drains and
-/// withdraw delays that are not due, and held deletions, are not differences); its record is
-/// the one to persist, its held and waiting lists what status shows.
+/// Plans again against a fresh observation: its actions are the differences left. Not
+/// differences: drains and withdraw delays that are not due, held deletions, and the next step
+/// of a drain or a withdrawal the record holds — a backend removed with no connections gets
+/// weight 0 from the plan and is due for deletion at once, but deleting it is the next
+/// converge's step, not something the plan left undone. Its record is the one to persist, its
+/// held and waiting lists what status shows.
 pub fn verify(
     desired: &NodeState,
     observed: &NodeState,
@@ -267,7 +270,23 @@ pub fn verify(
     record: &DrainRecord,
     options: &PlanOptions,
 ) -> Plan {
-    plan(desired, observed, now, record, options)
+    let mut check = plan(desired, observed, now, record, options);
+    check.actions.retain(|action| !is_next_step(action, record));
+    check
+}
+
+/// A deletion that completes a drain or a withdrawal the record holds.
+fn is_next_step(action: &Action, record: &DrainRecord) -> bool {
+    match action {
+        Action::DelDestination {
+            service,
+            destination,
+        } => record.destinations.contains_key(&(*service, *destination)),
+        Action::DelService { key } => key
+            .vip()
+            .is_some_and(|vip| record.withdrawals.contains_key(&vip)),
+        _ => false,
+    }
 }
 
 #[cfg(test)]
@@ -334,6 +353,52 @@ mod tests {
                 lower_threshold: 0,
             },
         }
+    }
+
+    /// Removing a backend that has no connections sets weight 0, which makes its deletion due
+    /// at once: verification leaves that step to the next converge instead of calling it a
+    /// difference left — but a destination nobody drains is still one.
+    #[test]
+    fn verification_leaves_the_next_drain_step_to_the_next_converge() {
+        let service = key("198.51.100.1", 80);
+        let mut desired = NodeState::default();
+        for action in [add_service(service), add_destination(service, "10.0.0.1")] {
+            kernel_sim::apply_action(&mut desired, &action).unwrap();
+        }
+        let mut observed = desired.clone();
+        kernel_sim::apply_action(&mut observed, &add_destination(service, "10.0.0.2")).unwrap();
+        let options = PlanOptions {
+            ownership: crate::ownership::Ownership {
+                interface: String::new(),
+                vip_ranges: vec!["198.51.100.0/24".parse().unwrap()],
+                fwmark_ranges: Vec::new(),
+            },
+            drain_timeout: std::time::Duration::from_secs(300),
+            withdraw_delay: std::time::Duration::from_secs(5),
+            limits: Default::default(),
+            allow_mass_delete: false,
+        };
+        let now = SystemTime::now();
+        let first = plan(&desired, &observed, now, &DrainRecord::default(), &options);
+        let mut after = observed.clone();
+        for action in &first.actions {
+            kernel_sim::apply_action(&mut after, action).unwrap();
+        }
+        let check = verify(&desired, &after, now, &first.record, &options);
+        assert!(check.actions.is_empty(), "{:?}", check.actions);
+
+        let stranger = verify(&desired, &after, now, &DrainRecord::default(), &options);
+        let removed = DestinationKey {
+            address: "10.0.0.2".parse().unwrap(),
+            port: 80,
+        };
+        assert_eq!(
+            stranger.actions,
+            vec![Action::DelDestination {
+                service,
+                destination: removed
+            }]
+        );
     }
 
     #[test]
