@@ -385,25 +385,48 @@ impl Serialize for Netmask {
     }
 }
 
+/// Deserializes a value written either as an integer or as a string: the string goes through
+/// `FromStr`, the integer through `from_int` (which words its own errors). Netmasks, limits,
+/// fwmark ranges and durations all read this way.
+fn int_or_str<'de, D, T>(
+    d: D,
+    expecting: &'static str,
+    from_int: fn(i128) -> Result<T, String>,
+) -> Result<T, D::Error>
+where
+    D: Deserializer<'de>,
+    T: FromStr<Err = String>,
+{
+    struct V<T> {
+        expecting: &'static str,
+        from_int: fn(i128) -> Result<T, String>,
+    }
+    impl<T: FromStr<Err = String>> serde::de::Visitor<'_> for V<T> {
+        type Value = T;
+        fn expecting(&self, f: &mut fmt::Formatter) -> fmt::Result {
+            f.write_str(self.expecting)
+        }
+        fn visit_u64<E: serde::de::Error>(self, v: u64) -> Result<T, E> {
+            (self.from_int)(i128::from(v)).map_err(E::custom)
+        }
+        fn visit_i64<E: serde::de::Error>(self, v: i64) -> Result<T, E> {
+            (self.from_int)(i128::from(v)).map_err(E::custom)
+        }
+        fn visit_str<E: serde::de::Error>(self, v: &str) -> Result<T, E> {
+            v.parse().map_err(E::custom)
+        }
+    }
+    d.deserialize_any(V {
+        expecting,
+        from_int,
+    })
+}
+
 impl<'de> Deserialize<'de> for Netmask {
     fn deserialize<D: Deserializer<'de>>(d: D) -> Result<Self, D::Error> {
-        struct V;
-        impl serde::de::Visitor<'_> for V {
-            type Value = Netmask;
-            fn expecting(&self, f: &mut fmt::Formatter) -> fmt::Result {
-                f.write_str("a dotted IPv4 netmask or a prefix length")
-            }
-            fn visit_u64<E: serde::de::Error>(self, v: u64) -> Result<Netmask, E> {
-                v.to_string().parse().map_err(E::custom)
-            }
-            fn visit_i64<E: serde::de::Error>(self, v: i64) -> Result<Netmask, E> {
-                v.to_string().parse().map_err(E::custom)
-            }
-            fn visit_str<E: serde::de::Error>(self, v: &str) -> Result<Netmask, E> {
-                v.parse().map_err(E::custom)
-            }
-        }
-        d.deserialize_any(V)
+        int_or_str(d, "a dotted IPv4 netmask or a prefix length", |v| {
+            v.to_string().parse()
+        })
     }
 }
 
@@ -845,25 +868,11 @@ impl Serialize for Limit {
 
 impl<'de> Deserialize<'de> for Limit {
     fn deserialize<D: Deserializer<'de>>(d: D) -> Result<Self, D::Error> {
-        struct V;
-        impl serde::de::Visitor<'_> for V {
-            type Value = Limit;
-            fn expecting(&self, f: &mut fmt::Formatter) -> fmt::Result {
-                f.write_str("a count or a percentage such as \"25%\"")
-            }
-            fn visit_u64<E: serde::de::Error>(self, v: u64) -> Result<Limit, E> {
-                Ok(Limit::Count(v))
-            }
-            fn visit_i64<E: serde::de::Error>(self, v: i64) -> Result<Limit, E> {
-                u64::try_from(v)
-                    .map(Limit::Count)
-                    .map_err(|_| E::custom(format!("invalid limit {v}: must not be negative")))
-            }
-            fn visit_str<E: serde::de::Error>(self, v: &str) -> Result<Limit, E> {
-                v.parse().map_err(E::custom)
-            }
-        }
-        d.deserialize_any(V)
+        int_or_str(d, "a count or a percentage such as \"25%\"", |v| {
+            u64::try_from(v)
+                .map(Limit::Count)
+                .map_err(|_| format!("invalid limit {v}: must not be negative"))
+        })
     }
 }
 
@@ -943,27 +952,14 @@ impl Serialize for FwmarkRange {
 
 impl<'de> Deserialize<'de> for FwmarkRange {
     fn deserialize<D: Deserializer<'de>>(d: D) -> Result<Self, D::Error> {
-        struct V;
-        impl serde::de::Visitor<'_> for V {
-            type Value = FwmarkRange;
-            fn expecting(&self, f: &mut fmt::Formatter) -> fmt::Result {
-                f.write_str("a firewall mark or a range FROM-TO")
+        int_or_str(d, "a firewall mark or a range FROM-TO", |v| {
+            if v < 0 {
+                return Err(format!("fwmark {v} must not be negative"));
             }
-            fn visit_u64<E: serde::de::Error>(self, v: u64) -> Result<FwmarkRange, E> {
-                u32::try_from(v)
-                    .map(|m| FwmarkRange { first: m, last: m })
-                    .map_err(|_| E::custom(format!("fwmark {v} does not fit in 32 bits")))
-            }
-            fn visit_i64<E: serde::de::Error>(self, v: i64) -> Result<FwmarkRange, E> {
-                u64::try_from(v)
-                    .map_err(|_| E::custom(format!("fwmark {v} must not be negative")))
-                    .and_then(|v| self.visit_u64(v))
-            }
-            fn visit_str<E: serde::de::Error>(self, v: &str) -> Result<FwmarkRange, E> {
-                v.parse().map_err(E::custom)
-            }
-        }
-        d.deserialize_any(V)
+            u32::try_from(v)
+                .map(|m| FwmarkRange { first: m, last: m })
+                .map_err(|_| format!("fwmark {v} does not fit in 32 bits"))
+        })
     }
 }
 
@@ -1058,25 +1054,11 @@ impl Serialize for Duration {
 
 impl<'de> Deserialize<'de> for Duration {
     fn deserialize<D: Deserializer<'de>>(d: D) -> Result<Self, D::Error> {
-        struct V;
-        impl serde::de::Visitor<'_> for V {
-            type Value = Duration;
-            fn expecting(&self, f: &mut fmt::Formatter) -> fmt::Result {
-                f.write_str("a duration such as 30s, 5m or 1h")
-            }
-            fn visit_u64<E: serde::de::Error>(self, v: u64) -> Result<Duration, E> {
-                Ok(Duration::from_secs(v))
-            }
-            fn visit_i64<E: serde::de::Error>(self, v: i64) -> Result<Duration, E> {
-                u64::try_from(v)
-                    .map(Duration::from_secs)
-                    .map_err(|_| E::custom(format!("invalid duration {v}: must not be negative")))
-            }
-            fn visit_str<E: serde::de::Error>(self, v: &str) -> Result<Duration, E> {
-                v.parse().map_err(E::custom)
-            }
-        }
-        d.deserialize_any(V)
+        int_or_str(d, "a duration such as 30s, 5m or 1h", |v| {
+            u64::try_from(v)
+                .map(Duration::from_secs)
+                .map_err(|_| format!("invalid duration {v}: must not be negative"))
+        })
     }
 }
 
