@@ -20,6 +20,8 @@ use serde_saphyr::{Budget, DuplicateKeyPolicy, Location, MessageFormatter, Optio
 
 use crate::diagnostic::Position;
 
+mod block;
+
 /// The largest manifest file accepted (a Balancer with 4,093 backends is about 300 KiB).
 pub const MAX_FILE_BYTES: usize = 4 * 1024 * 1024;
 /// The most documents one file may hold.
@@ -218,7 +220,20 @@ fn options() -> Options {
 
 /// Parses every document of `text` into a position-carrying tree. Empty documents are
 /// skipped. Syntax errors, duplicate keys and exceeded limits are errors with a position.
+///
+/// Manifests in the usual block style take a fast path ([`block`]) that gives the same tree;
+/// anything else, and every error, goes through the general reader.
 pub fn parse_documents(text: &str) -> Result<Vec<Node>, YamlError> {
+    if text.len() <= MAX_FILE_BYTES
+        && let Some(documents) = block::parse(text)
+    {
+        return Ok(documents);
+    }
+    parse_documents_general(text)
+}
+
+/// [`parse_documents`] without the fast path: serde-saphyr for everything.
+pub fn parse_documents_general(text: &str) -> Result<Vec<Node>, YamlError> {
     if text.len() > MAX_FILE_BYTES {
         return Err(YamlError::new(
             None,
