@@ -23,7 +23,7 @@ use std::time::{Duration, Instant, SystemTime};
 use notify_debouncer_full::notify::{RecursiveMode, Watcher};
 use notify_debouncer_full::{DebounceEventResult, new_debouncer};
 use tokio::signal::unix::{SignalKind, signal};
-use tracing::{error, info, warn};
+use tracing::{debug, error, info, warn};
 
 use crate::converge::{Converger, NodeConfig};
 use crate::dataplane::Dataplane;
@@ -143,6 +143,7 @@ impl Daemon {
     /// Rescans every directory, observes the dataplane again (logging drift from the cache)
     /// and plans.
     pub fn resync(&mut self, now: SystemTime) -> Result<Plan, EngineError> {
+        let started = Instant::now();
         if self.converger.manifests.rescan_all() {
             self.converger.resolve();
             self.report_diagnostics();
@@ -175,7 +176,15 @@ impl Daemon {
         }
         self.cache = observed;
         self.suspect = false;
-        Ok(self.plan_now(now))
+        let plan = self.plan_now(now);
+        debug!(
+            services = self.cache.services.len(),
+            addresses = self.cache.interface.addresses.len(),
+            actions = plan.actions.len(),
+            seconds = started.elapsed().as_secs_f64(),
+            "resynced: rescanned, observed and planned"
+        );
+        Ok(plan)
     }
 
     /// Executes a plan on the dataplane and the cache, then persists the last known good

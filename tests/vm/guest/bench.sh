@@ -1,11 +1,14 @@
 # /vm/bench.sh — the performance comparison of issue 4, in ONE guest boot (tests/vm/bench):
 #   1. keepalived: start → the last virtual server holds all its destinations
-#   2. ipvsadm -Sn: dump time of that full state
-#   3. balanced apply from empty: every service, destination and VIP address
-#   4. no-change resync: balanced plan / apply on the converged node, vs ipvsadm -Sn
-#   5. one weight changed in one manifest while `balanced run` holds the configuration:
-#      file mtime → the run log's line for that change, confirmed in the kernel; and the same
-#      change as a keepalived reload (SIGHUP) → visible in the kernel
+#   2. ipvsadm -Sn: dump time of that full state; keepalived reload (SIGHUP) with one weight
+#      changed → visible in the kernel
+#   3. balanced run from empty, measured as keepalived is: start → the last VIP announced
+#      (the plan's last action: every service, destination and address is in before it)
+#   4. no-change resync of that running daemon (SIGHUP: rescan, observe, plan), vs ipvsadm -Sn
+#   5. one weight changed in one manifest while that daemon runs: file mtime → the run log's
+#      line for that change, confirmed in the kernel
+#   6. the one-shot commands on the same state: balanced plan (parses every file), then
+#      balanced apply from empty (with its verification: a second full observation)
 # Prints "BENCH <key> <seconds> ..." lines. Every timed step starts from a freshly loaded IPVS
 # (deleted destinations stay on a "trash" list that every add scans).
 . /vm/lib.sh
@@ -49,15 +52,60 @@ while ! ipvsadm -Ln -t $LAST_VIP:80 | grep -q 'Route *2 '; do usleep 200000; don
 bench keepalived_reload_weight_visible $(since $t0) "(SIGHUP -> ipvsadm shows it; poll 0.2 s)"
 kill -KILL $ka; sleep 1
 
-# --- 3. balanced from empty --------------------------------------------------------------------
+# --- 3. balanced run from empty ------------------------------------------------------------------
+# Log timestamps are wall-clock; /tmp/t0's mtime is the start on the same clock.
+stamp() { echo "$1" | awk '{split($1, a, ":"); printf "%.4f", a[1] * 3600 + a[2] * 60 + a[3]}'; }
+log_time() { stamp "$(echo "$1" | sed 's/^[0-9-]*T\([0-9:.]*\)Z.*/\1/')"; }
 fresh_ipvs
 BAL_CONFIG=$B/node.yaml
 rm -rf "$BAL_STATE"; mkdir -p "$BAL_STATE"
-touch /tmp/t0   # its mtime: the start in wall-clock time, comparable with the log's
+cp -r $B/manifests /tmp/m
+touch /tmp/t0
+start=$(stamp "$(stat -c %y /tmp/t0 | cut -d' ' -f2)")
+BALANCED_LOG=info,balanced_engine::daemon=debug bal_run_start --dataplane kernel --debounce 20ms /tmp/m
+wait_until 3000 grep -q "address $LAST_VIP on balanced0" $BAL_STATE.run.log
+line=$(grep -m1 "address $LAST_VIP on balanced0" $BAL_STATE.run.log)
+first=$(grep -m1 ' converging ' $BAL_STATE.run.log)
+bench balanced_run_converge_from_empty "$(awk "BEGIN{printf \"%.2f\", $(log_time "$line") - $start}")" \
+  "(start -> last VIP announced; parse+observe+plan until the first action: $(awk "BEGIN{printf \"%.2f\", $(log_time "$first") - $start}") s)"
+check_eq "balanced reached the full state" $((NSVC * NDEST)) "$(total_dests)"
+check_eq "balanced announced every VIP" "$NSVC" "$(ip -o addr show dev balanced0 scope global | wc -l)"
+
+# --- 4. no-change resync of the running daemon ------------------------------------------------------
+for k in 1 2 3; do
+  n=$(grep -c 'resynced:' $BAL_STATE.run.log)
+  bal_resync
+  wait_until 600 sh -c "[ \$(grep -c 'resynced:' $BAL_STATE.run.log) -gt $n ]"
+  line=$(grep 'resynced:' $BAL_STATE.run.log | tail -1)
+  bench balanced_resync_no_change "$(echo "$line" | sed 's/.*seconds=\([0-9.]*\).*/\1/')" \
+    "($(echo "$line" | grep -o 'actions=[0-9]*'); rescan $NSVC files + observe + plan)"
+done
+for k in 1 2; do t0=$(up); ipvsadm -Sn > /dev/null; bench ipvsadm_Sn_after_balanced $(since $t0); done
+
+# --- 5. one weight change under balanced run ------------------------------------------------------
+sleep 2
+t0=$(up)
+sed 's/^    - address: \(10\.[0-9.]*\.1\)$/    - address: \1\n      weight: 2/' /tmp/m/$LAST_FILE > /tmp/edit.yaml
+mv /tmp/edit.yaml /tmp/m/$LAST_FILE
+mtime=$(stat -c %y /tmp/m/$LAST_FILE | cut -d' ' -f2)
+while ! ipvsadm -Ln -t $LAST_VIP:80 | grep -q 'Route *2 '; do usleep 20000; done
+bench weight_change_visible_polled $(since $t0) "(ipvsadm poll, includes its own start-up)"
+line=$(grep 'weight 2' $BAL_STATE.run.log | head -1)
+bench weight_change_file_to_applied "$(awk "BEGIN{printf \"%.4f\", $(log_time "$line") - $(stamp "$mtime")}")" "(file mtime $mtime -> log, debounce 20ms)"
+echo "$line"
+bal_run_stop
+tail -3 $BAL_STATE.run.log
+
+# --- 6. the one-shot commands -------------------------------------------------------------------------
+t0=$(up); bal plan --dataplane kernel /tmp/m > /tmp/plan.log 2>&1; rc=$?
+bench balanced_plan_no_change $(since $t0) "rc=$rc (one-shot: parse $NSVC files + observe + plan)"
+fresh_ipvs
+rm -rf "$BAL_STATE"; mkdir -p "$BAL_STATE"
+touch /tmp/t0
 t0=$(up)
 bal apply --dataplane kernel $B/manifests > /tmp/apply.log 2>&1
 rc=$?
-bench balanced_apply_from_empty $(since $t0) "rc=$rc"
+bench balanced_apply_from_empty $(since $t0) "rc=$rc (one-shot, with verification)"
 # its phases, from the log's timestamps: until "applying" (parse, observe, plan), the actions,
 # then verification and the state files
 sed 's/\x1b\[[0-9;]*m//g' /tmp/apply.log | awk -v start="$(stat -c %y /tmp/t0 | cut -d' ' -f2)" '
@@ -69,36 +117,3 @@ sed 's/\x1b\[[0-9;]*m//g' /tmp/apply.log | awk -v start="$(stat -c %y /tmp/t0 | 
     else if (planned != "") last = now }
   END { printf "BENCH balanced_apply_phases %.2f parse_observe_plan=%.2f actions=%.2f verify_and_state=%.2f\n", done - first, planned - first, last - planned, done - last }'
 tail -3 /tmp/apply.log
-check_eq "balanced reached the full state" $((NSVC * NDEST)) "$(total_dests)"
-check_eq "balanced announced every VIP" "$NSVC" "$(ip -o addr show dev balanced0 scope global | wc -l)"
-for k in 1 2 3; do t0=$(up); ipvsadm -Sn > /dev/null; bench ipvsadm_Sn_after_balanced $(since $t0); done
-
-# --- 4. no-change resync ------------------------------------------------------------------------
-for k in 1 2 3; do
-  t0=$(up); bal plan --dataplane kernel $B/manifests > /tmp/plan.log 2>&1; rc=$?
-  bench balanced_plan_no_change $(since $t0) "rc=$rc (parse $NSVC files + observe + plan)"
-done
-t0=$(up); bal apply --dataplane kernel $B/manifests > /tmp/apply2.log 2>&1; rc=$?
-bench balanced_apply_no_change $(since $t0) "rc=$rc (parse + observe + plan + verify)"
-
-# --- 5. one weight change under balanced run ------------------------------------------------------
-cp -r $B/manifests /tmp/m
-rm -f $BAL_STATE/status.json
-bal_run_start --dataplane kernel --debounce 20ms /tmp/m
-# ready once its first round (observe everything, nothing to do) wrote the status document
-t0=$(up)
-wait_until 1200 test -f $BAL_STATE/status.json
-bench balanced_run_first_round $(since $t0) "(start, parse, observe, plan: nothing to do)"
-sleep 2
-t0=$(up)
-sed 's/^    - address: \(10\.[0-9.]*\.1\)$/    - address: \1\n      weight: 2/' /tmp/m/$LAST_FILE > /tmp/edit.yaml
-mv /tmp/edit.yaml /tmp/m/$LAST_FILE
-mtime=$(stat -c %y /tmp/m/$LAST_FILE | cut -d' ' -f2)
-while ! ipvsadm -Ln -t $LAST_VIP:80 | grep -q 'Route *2 '; do usleep 20000; done
-bench weight_change_visible_polled $(since $t0) "(ipvsadm poll, includes its own start-up)"
-line=$(grep 'weight 2' $BAL_STATE.run.log | head -1)
-logged=$(echo "$line" | sed 's/^[0-9-]*T\([0-9:.]*\)Z.*/\1/')
-bench weight_change_file_to_applied $(echo "$mtime $logged" | awk '{split($1, a, ":"); split($2, b, ":"); printf "%.4f", (b[1]*3600+b[2]*60+b[3]) - (a[1]*3600+a[2]*60+a[3])}') "(file mtime $mtime -> log $logged, debounce 20ms)"
-echo "$line"
-bal_run_stop
-tail -5 $BAL_STATE.run.log
