@@ -21,7 +21,7 @@ use std::sync::Arc;
 use std::time::{Duration, Instant, SystemTime};
 
 use notify_debouncer_full::notify::{RecursiveMode, Watcher};
-use notify_debouncer_full::{DebounceEventResult, new_debouncer};
+use notify_debouncer_full::{DebounceEventResult, DebouncedEvent, new_debouncer};
 use tokio::signal::unix::{SignalKind, signal};
 use tracing::{debug, error, info, warn};
 
@@ -121,12 +121,20 @@ impl Daemon {
     /// rescans that directory), re-checks the set, compiles and plans against the cached
     /// observation. `None` when no manifest changed.
     pub fn plan_changes(&mut self, paths: &[PathBuf], now: SystemTime) -> Option<Plan> {
+        let started = Instant::now();
         if !self.converger.manifests.refresh_paths(paths) {
             return None;
         }
         self.converger.resolve();
         self.report_diagnostics();
-        Some(self.plan_now(now))
+        let plan = self.plan_now(now);
+        debug!(
+            paths = ?paths,
+            actions = plan.actions.len(),
+            seconds = started.elapsed().as_secs_f64(),
+            "manifests changed: re-read, re-checked and planned"
+        );
+        Some(plan)
     }
 
     /// Plans against the cache without re-reading anything (after a config reload).
@@ -205,6 +213,7 @@ impl Daemon {
             }
             plan = self.plan_now(SystemTime::now());
         }
+        let started = Instant::now();
         let status = self.status();
         if let Err(e) = self.converger.state.write_status(&status) {
             error!("{e}");
@@ -215,6 +224,10 @@ impl Daemon {
             status,
             names: service_names(&self.converger.manifests.balancers()),
         });
+        debug!(
+            seconds = started.elapsed().as_secs_f64(),
+            "status written and metrics published"
+        );
     }
 
     /// Feeds one outcome to `withdrawOnFailure`; true when the addresses must be withdrawn or
@@ -517,22 +530,18 @@ async fn event_loop(
         tokio::select! {
             received = events.recv() => {
                 let Some(result) = received else { break };
-                let mut paths = Vec::new();
-                let mut rescan = false;
-                match result {
-                    Ok(batch) => {
-                        for event in batch {
-                            rescan |= event.need_rescan();
-                            paths.extend(event.event.paths.iter().cloned());
-                        }
-                    }
+                let (paths, rescan) = match result {
+                    Ok(batch) => match changes(&batch) {
+                        Some(changes) => changes,
+                        None => continue,
+                    },
                     Err(errors) => {
                         for e in errors {
                             warn!("watcher: {e}");
                         }
-                        rescan = true;
+                        (Vec::new(), true)
                     }
-                }
+                };
                 let config_dir = config_dir(&daemon.converger.node.path);
                 if paths.iter().any(|p| config_dir.as_deref().is_some_and(|d| p.starts_with(d))) {
                     reload_config(&mut daemon);
@@ -584,6 +593,20 @@ async fn event_loop(
     Ok(ExitStatus::Success)
 }
 
+/// The paths a batch of watcher events changed, and whether the watcher lost events (rescan);
+/// `None` when nothing changed. Opening and reading a file or directory change nothing — and
+/// the daemon's own reads of the watched directories raise such events, so heeding them would
+/// make every rescan cause the next.
+fn changes(batch: &[DebouncedEvent]) -> Option<(Vec<PathBuf>, bool)> {
+    let mut paths = Vec::new();
+    let mut rescan = false;
+    for event in batch.iter().filter(|e| !e.kind.is_access()) {
+        rescan |= event.need_rescan();
+        paths.extend(event.event.paths.iter().cloned());
+    }
+    (rescan || !paths.is_empty()).then_some((paths, rescan))
+}
+
 /// Reloads the node config; an invalid one is reported and the running one kept.
 fn reload_config(daemon: &mut Daemon) {
     let path = daemon.converger.node.path.clone();
@@ -631,6 +654,42 @@ mod tests {
             stats: Default::default(),
         };
         (key, service)
+    }
+
+    #[test]
+    fn reading_the_watched_files_is_not_a_change() {
+        use notify_debouncer_full::notify::event::{
+            AccessKind, AccessMode, CreateKind, Event, EventKind, Flag, ModifyKind,
+        };
+        let event = |kind: EventKind, path: &str| {
+            DebouncedEvent::new(
+                Event::new(kind).add_path(PathBuf::from(path)),
+                std::time::Instant::now(),
+            )
+        };
+        let reads = vec![
+            event(EventKind::Access(AccessKind::Open(AccessMode::Any)), "/m"),
+            event(
+                EventKind::Access(AccessKind::Close(AccessMode::Read)),
+                "/m/a.yaml",
+            ),
+        ];
+        assert_eq!(changes(&reads), None);
+        let mut batch = reads;
+        batch.push(event(EventKind::Create(CreateKind::File), "/m/b.yaml"));
+        batch.push(event(EventKind::Modify(ModifyKind::Any), "/m/a.yaml"));
+        assert_eq!(
+            changes(&batch),
+            Some((
+                vec![PathBuf::from("/m/b.yaml"), PathBuf::from("/m/a.yaml")],
+                false
+            ))
+        );
+        let lost = vec![DebouncedEvent::new(
+            Event::new(EventKind::Other).set_flag(Flag::Rescan),
+            std::time::Instant::now(),
+        )];
+        assert_eq!(changes(&lost), Some((Vec::new(), true)));
     }
 
     #[test]

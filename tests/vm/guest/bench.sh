@@ -59,10 +59,11 @@ log_time() { stamp "$(echo "$1" | sed 's/^[0-9-]*T\([0-9:.]*\)Z.*/\1/')"; }
 fresh_ipvs
 BAL_CONFIG=$B/node.yaml
 rm -rf "$BAL_STATE"; mkdir -p "$BAL_STATE"
-cp -r $B/manifests /tmp/m
+# the daemon watches the manifests' parent too (symlink swaps): keep it quiet
+mkdir -p /tmp/bm; cp -r $B/manifests /tmp/bm/m
 touch /tmp/t0
 start=$(stamp "$(stat -c %y /tmp/t0 | cut -d' ' -f2)")
-BALANCED_LOG=info,balanced_engine::daemon=debug bal_run_start --dataplane kernel --debounce 20ms /tmp/m
+BALANCED_LOG=info,balanced_engine::daemon=debug bal_run_start --dataplane kernel --debounce 20ms /tmp/bm/m
 wait_until 3000 grep -q "address $LAST_VIP on balanced0" $BAL_STATE.run.log
 line=$(grep -m1 "address $LAST_VIP on balanced0" $BAL_STATE.run.log)
 first=$(grep -m1 ' converging ' $BAL_STATE.run.log)
@@ -85,9 +86,9 @@ for k in 1 2; do t0=$(up); ipvsadm -Sn > /dev/null; bench ipvsadm_Sn_after_balan
 # --- 5. one weight change under balanced run ------------------------------------------------------
 sleep 2
 t0=$(up)
-sed 's/^    - address: \(10\.[0-9.]*\.1\)$/    - address: \1\n      weight: 2/' /tmp/m/$LAST_FILE > /tmp/edit.yaml
-mv /tmp/edit.yaml /tmp/m/$LAST_FILE
-mtime=$(stat -c %y /tmp/m/$LAST_FILE | cut -d' ' -f2)
+sed 's/^    - address: \(10\.[0-9.]*\.1\)$/    - address: \1\n      weight: 2/' /tmp/bm/m/$LAST_FILE > /tmp/edit.yaml
+mv /tmp/edit.yaml /tmp/bm/m/$LAST_FILE
+mtime=$(stat -c %y /tmp/bm/m/$LAST_FILE | cut -d' ' -f2)
 while ! ipvsadm -Ln -t $LAST_VIP:80 | grep -q 'Route *2 '; do usleep 20000; done
 bench weight_change_visible_polled $(since $t0) "(ipvsadm poll, includes its own start-up)"
 line=$(grep 'weight 2' $BAL_STATE.run.log | head -1)
@@ -97,7 +98,7 @@ bal_run_stop
 tail -3 $BAL_STATE.run.log
 
 # --- 6. the one-shot commands -------------------------------------------------------------------------
-t0=$(up); bal plan --dataplane kernel /tmp/m > /tmp/plan.log 2>&1; rc=$?
+t0=$(up); bal plan --dataplane kernel /tmp/bm/m > /tmp/plan.log 2>&1; rc=$?
 bench balanced_plan_no_change $(since $t0) "rc=$rc (one-shot: parse $NSVC files + observe + plan)"
 fresh_ipvs
 rm -rf "$BAL_STATE"; mkdir -p "$BAL_STATE"
