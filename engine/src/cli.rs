@@ -153,6 +153,10 @@ pub struct RoleArgs {
     /// that names them so, or tests), looked at before the processes under /proc.
     #[arg(long, env = "BALANCED_NETNS_DIR", value_name = "DIR")]
     pub netns_dir: Option<PathBuf>,
+    /// Backend role: the container runtime's CRI socket, asked for the pods that neither
+    /// --netns-dir nor /proc shows (no hostPID, unrecognised cgroup paths). Off by default.
+    #[arg(long, env = "BALANCED_CRI_ENDPOINT", value_name = "unix:///PATH")]
+    pub cri_endpoint: Option<crate::backend::cri::CriEndpoint>,
     /// Backend role, `run`: how often the pods are looked at again.
     #[arg(long, env = "BALANCED_POD_RESYNC", default_value = "10s")]
     pub pod_resync: DurationArg,

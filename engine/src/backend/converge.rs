@@ -20,9 +20,10 @@ use balanced_schemas::{Manifest, load_paths};
 use serde::{Deserialize, Serialize};
 use tracing::{debug, error, info, warn};
 
+use crate::backend::cri::CriClient;
 use crate::backend::kernel::{Observation, Owned, PodKernel};
 use crate::backend::model::{FouPort, PodIntent, TunnelDevice, desired, pod_intents};
-use crate::backend::namespace::{Discovery, NetnsId, PodNamespace};
+use crate::backend::namespace::{Discovery, Lookup, NetnsId, PodNamespace};
 use crate::backend::plan::{PodAction, plan};
 use crate::cli::{GlobalArgs, Role, RoleArgs};
 use crate::error::{EngineError, ExitStatus};
@@ -100,6 +101,7 @@ impl BackendRole {
                 discovery: Discovery {
                     proc_root: PathBuf::from("/proc"),
                     netns_dir: role.netns_dir.clone(),
+                    cri: role.cri_endpoint.clone().map(CriClient::new),
                 },
                 state_dir: global.state_dir.clone(),
             }),
@@ -153,14 +155,23 @@ impl BackendRole {
                 uid: uid.clone(),
                 ..PodReport::default()
             };
-            let Some(ns) = self.discovery.open(&uid, &processes) else {
-                report.skipped = Some("no network namespace found on this node".into());
-                if intent.vips.is_empty() {
-                    // A recorded pod that is gone: its namespace went with it.
-                    record.remove(&uid);
+            let ns = match self.discovery.open(&uid, pod.as_ref(), &processes) {
+                Lookup::Found(ns) => ns,
+                Lookup::Absent => {
+                    report.skipped = Some("no network namespace found on this node".into());
+                    if intent.vips.is_empty() {
+                        // A recorded pod that is gone: its namespace went with it.
+                        record.remove(&uid);
+                    }
+                    reports.push(report);
+                    continue;
                 }
-                reports.push(report);
-                continue;
+                Lookup::Failed(why) => {
+                    // The pod may still be there: its record is kept.
+                    report.skipped = Some(why);
+                    reports.push(report);
+                    continue;
+                }
             };
             report.namespace = Some(ns.path.clone());
             if Some(ns.id) == host {
