@@ -120,9 +120,12 @@ pub enum Command {
         reason: Option<String>,
     },
     /// The observed state in manifest terms, with manifests in force, stale, held and draining.
+    /// `--role backend`: the pods the last backend pass found and configured.
     Status {
         #[arg(long, value_enum, default_value_t = Output::Text)]
         output: Output,
+        #[arg(long, env = "BALANCED_ROLE", value_enum, default_value_t = Role::Director)]
+        role: Role,
     },
 }
 
