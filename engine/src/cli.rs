@@ -299,5 +299,32 @@ mod tests {
             panic!("plan expected");
         };
         assert_eq!(role.role, Role::Director, "the default role");
+        assert_eq!(role.cri_endpoint, None, "no runtime is asked by default");
+    }
+
+    #[test]
+    fn the_cri_endpoint_is_a_unix_socket() {
+        let parse = |endpoint: &str| {
+            Cli::try_parse_from([
+                "balanced",
+                "plan",
+                "m",
+                "--role",
+                "backend",
+                "--node-name",
+                "n1",
+                "--cri-endpoint",
+                endpoint,
+            ])
+        };
+        let cli = parse("unix:///run/containerd/containerd.sock").expect("parses");
+        let Command::Plan { role, .. } = cli.command else {
+            panic!("plan expected");
+        };
+        assert_eq!(
+            role.cri_endpoint.map(|e| e.socket),
+            Some(PathBuf::from("/run/containerd/containerd.sock"))
+        );
+        assert!(parse("tcp://127.0.0.1:10010").is_err());
     }
 }
