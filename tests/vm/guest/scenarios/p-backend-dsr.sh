@@ -336,6 +336,17 @@ else
        "to knode $kntx, back $knrx, to router $out, ip6tnl0 $t6rx, ip6gre0 $g6rx"
 fi
 
+# MSS clamping over IPv6: pod-b's SYN-ACK from [$V6I] carries advmss 1338 (1450 - 52 - 60), and
+# the client sends 1338 less 12 bytes of timestamps (unclamped: 1450 - 60 - 12 = 1378).
+(sleep 20 | nsx client nc $V6I 80 >/dev/null 2>&1) &
+ncpid=$!
+wait_until 15 sh -c "/usr/sbin/ip netns exec client ss -tn state established | grep -q '$V6I\]:80'"
+nsx client ss -tin > /tmp/p.ss6 2>&1
+cat /tmp/p.ss6
+mss=$(grep -o '[^a-z]mss:[0-9]*' /tmp/p.ss6 | head -1 | tr -dc 'a-z:0-9')
+check_eq "(p) IPv6: the client's connection to [$V6I] took the clamped MSS (1338 - 12)" "mss:1326" "$mss"
+kill $ncpid 2>/dev/null
+
 # -- the backend role's own endpoint and status ---------------------------------------------------
 # pod-a's namespace is gone and pod-d's process was killed: both skipped; pod-b holds 7 VIPs
 # (tunl0: .50 .51, gre0: .53, sit0: ::50, ip6tnl0: ::51 ::53, ip6gre0: ::52).
