@@ -254,7 +254,11 @@ impl BackendRole {
         let mut record = self.read_record()?;
         let pass = self.pass(&mut record, true);
         self.write_record(&record)?;
-        let previous = status::read(&self.state_dir)?;
+        // The status only reports: one that cannot be read never stops a pass.
+        let previous = status::read(&self.state_dir).unwrap_or_else(|e| {
+            warn!("{e}: the backend status starts anew");
+            BackendStatus::default()
+        });
         let now = crate::status::unix_seconds(SystemTime::now());
         status::write(
             &self.state_dir,
