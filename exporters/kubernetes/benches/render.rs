@@ -9,6 +9,9 @@
 //!   gets one EndpointSlice event; measured from handing the event to the renderer until the
 //!   file is renamed into place and its directory fsynced. Only that Service's file is
 //!   written. Target < 50 ms.
+//! - `one_pod_opt_out_to_file_renamed_10k_tmpfs`: the same exporter gets one Pod metadata event
+//!   that flips the pod's `balanced.io/tunnel-ignore`; only the Service naming that pod is
+//!   rendered and written (found through the pod UID index, not by rendering everything).
 //! - `one_slice_change_to_file_renamed_100_disk`: the same on the disk-backed temporary
 //!   directory (real fsync latency), with 100 Services so the setup stays short.
 //!
@@ -19,8 +22,9 @@ use std::collections::BTreeMap;
 use std::hint::black_box;
 
 use balanced_exporter::config::RenderConfig;
-use balanced_exporter::fixtures::{service, slice, with_ingress, with_pod_refs};
+use balanced_exporter::fixtures::{pod_meta, service, slice, with_ingress, with_pod_refs};
 use balanced_exporter::pods::OptedOut;
+use balanced_exporter::pods::TUNNEL_IGNORE;
 use balanced_exporter::render::render;
 use balanced_exporter::run::Renderer;
 use balanced_exporter::watch::{Cache, Input};
@@ -174,6 +178,24 @@ fn benches(c: &mut Criterion) {
             flip = !flip;
             let next = if flip { grown.clone() } else { base.clone() };
             renderer.apply(Input::Slice(0, Box::new(Event::Apply(next))));
+            let flush = renderer.flush();
+            assert_eq!(flush.batch.changes.len(), 1, "exactly the one file");
+            assert_eq!(flush.services_rendered, 1);
+        })
+    });
+    let namespace = format!("team-{:02}", 4_242 % 50);
+    let address = base.endpoints[0].addresses[0].clone();
+    let mut ignored = false;
+    group.bench_function("one_pod_opt_out_to_file_renamed_10k_tmpfs", |b| {
+        b.iter(|| {
+            ignored = !ignored;
+            let annotations: &[(&str, &str)] = if ignored {
+                &[(TUNNEL_IGNORE, "true")]
+            } else {
+                &[]
+            };
+            let pod = pod_meta(&namespace, &address, annotations);
+            renderer.apply(Input::Pod(0, Box::new(Event::Apply(pod))));
             let flush = renderer.flush();
             assert_eq!(flush.batch.changes.len(), 1, "exactly the one file");
             assert_eq!(flush.services_rendered, 1);
