@@ -120,9 +120,12 @@ pub enum Command {
         reason: Option<String>,
     },
     /// The observed state in manifest terms, with manifests in force, stale, held and draining.
+    /// `--role backend`: the pods the last backend pass found and configured.
     Status {
         #[arg(long, value_enum, default_value_t = Output::Text)]
         output: Output,
+        #[arg(long, env = "BALANCED_ROLE", value_enum, default_value_t = Role::Director)]
+        role: Role,
     },
 }
 
@@ -153,6 +156,10 @@ pub struct RoleArgs {
     /// that names them so, or tests), looked at before the processes under /proc.
     #[arg(long, env = "BALANCED_NETNS_DIR", value_name = "DIR")]
     pub netns_dir: Option<PathBuf>,
+    /// Backend role: the container runtime's CRI socket, asked for the pods that neither
+    /// --netns-dir nor /proc shows (no hostPID, unrecognised cgroup paths). Off by default.
+    #[arg(long, env = "BALANCED_CRI_ENDPOINT", value_name = "unix:///PATH")]
+    pub cri_endpoint: Option<crate::backend::cri::CriEndpoint>,
     /// Backend role, `run`: how often the pods are looked at again.
     #[arg(long, env = "BALANCED_POD_RESYNC", default_value = "10s")]
     pub pod_resync: DurationArg,
@@ -292,5 +299,32 @@ mod tests {
             panic!("plan expected");
         };
         assert_eq!(role.role, Role::Director, "the default role");
+        assert_eq!(role.cri_endpoint, None, "no runtime is asked by default");
+    }
+
+    #[test]
+    fn the_cri_endpoint_is_a_unix_socket() {
+        let parse = |endpoint: &str| {
+            Cli::try_parse_from([
+                "balanced",
+                "plan",
+                "m",
+                "--role",
+                "backend",
+                "--node-name",
+                "n1",
+                "--cri-endpoint",
+                endpoint,
+            ])
+        };
+        let cli = parse("unix:///run/containerd/containerd.sock").expect("parses");
+        let Command::Plan { role, .. } = cli.command else {
+            panic!("plan expected");
+        };
+        assert_eq!(
+            role.cri_endpoint.map(|e| e.socket),
+            Some(PathBuf::from("/run/containerd/containerd.sock"))
+        );
+        assert!(parse("tcp://127.0.0.1:10010").is_err());
     }
 }

@@ -10,7 +10,7 @@ use balanced_schemas::{Diagnostic, SchemaKind, Severity, json_schema, validate_p
 use tracing::{error, info, warn};
 
 use crate::backend::converge::BackendRole;
-use crate::cli::{Cli, Command, DataplaneSpec, Output, SchemaKindArg, Switch};
+use crate::cli::{Cli, Command, DataplaneSpec, Output, Role, SchemaKindArg, Switch};
 use crate::converge::{Converger, NodeConfig};
 use crate::daemon;
 use crate::dataplane::{Dataplane, DataplaneError, ObserveRequest};
@@ -73,7 +73,7 @@ pub fn run(cli: Cli) -> Result<ExitStatus, EngineError> {
             metrics_destinations,
         } => {
             if let Some(backend) = BackendRole::from_args(&role, &manifests.dirs, &global) {
-                return backend.run_command(role.pod_resync.0);
+                return backend.run_command(role.pod_resync.0, metrics_addr);
             }
             let node = load_node(global.config.as_deref())?;
             let lock = state.lock()?;
@@ -86,9 +86,14 @@ pub fn run(cli: Cli) -> Result<ExitStatus, EngineError> {
         Command::Maintenance { switch, reason } => {
             crate::maintenance::command(&state, switch == Switch::On, reason)
         }
-        Command::Status { output } => {
-            status(global.config.as_deref(), &state, &global.dataplane, output)
-        }
+        Command::Status {
+            output,
+            role: Role::Backend,
+        } => crate::backend::status::command(&global.state_dir, output == Output::Json),
+        Command::Status {
+            output,
+            role: Role::Director,
+        } => status(global.config.as_deref(), &state, &global.dataplane, output),
     }
 }
 

@@ -2,6 +2,9 @@
 //! `/metrics` (OpenMetrics text), `/healthz`, `/readyz` and `/status` (the status document as
 //! JSON, as `balanced status --output json` prints it from the state directory).
 //!
+//! The backend role (`balanced run --role backend`) serves the same four paths from its own
+//! [`Endpoints`] (`crate::backend::metrics`).
+//!
 //! A minimal HTTP/1.1 responder — GET only, one request per connection, `connection: close` —
 //! on its own thread with its own small tokio runtime, so a scrape never waits for a converge
 //! and a long converge never delays a scrape: four fixed endpoints need no web framework.
@@ -91,8 +94,35 @@ pub fn readiness(l: &Liveness, now: Instant) -> Result<String, String> {
 /// A response: status code, content type, body.
 pub type Response = (u16, &'static str, String);
 
+/// What the four paths answer, for the role that serves them.
+pub trait Endpoints: Send + Sync {
+    /// `/metrics`: the OpenMetrics text.
+    fn metrics(&self) -> String;
+    /// `/healthz`: the body when alive, else why not.
+    fn health(&self, now: Instant) -> Result<String, String>;
+    /// `/readyz`: the body when ready, else why not.
+    fn readiness(&self, now: Instant) -> Result<String, String>;
+    /// `/status`: the status document as pretty JSON.
+    fn status(&self) -> Result<String, serde_json::Error>;
+}
+
+impl Endpoints for Telemetry {
+    fn metrics(&self) -> String {
+        self.encode()
+    }
+    fn health(&self, now: Instant) -> Result<String, String> {
+        health(&self.liveness(), now)
+    }
+    fn readiness(&self, now: Instant) -> Result<String, String> {
+        readiness(&self.liveness(), now)
+    }
+    fn status(&self) -> Result<String, serde_json::Error> {
+        serde_json::to_string_pretty(&self.view().status)
+    }
+}
+
 /// The response to one request line (`GET /metrics HTTP/1.1`).
-pub fn respond(request_line: &str, telemetry: &Telemetry, now: Instant) -> Response {
+pub fn respond(request_line: &str, endpoints: &dyn Endpoints, now: Instant) -> Response {
     let mut words = request_line.split_whitespace();
     let (method, target) = (
         words.next().unwrap_or_default(),
@@ -110,11 +140,11 @@ pub fn respond(request_line: &str, telemetry: &Telemetry, now: Instant) -> Respo
         "/metrics" => (
             200,
             "application/openmetrics-text; version=1.0.0; charset=utf-8",
-            telemetry.encode(),
+            endpoints.metrics(),
         ),
-        "/healthz" => judged(health(&telemetry.liveness(), now)),
-        "/readyz" => judged(readiness(&telemetry.liveness(), now)),
-        "/status" => match serde_json::to_string_pretty(&telemetry.view().status) {
+        "/healthz" => judged(endpoints.health(now)),
+        "/readyz" => judged(endpoints.readiness(now)),
+        "/status" => match endpoints.status() {
             Ok(mut body) => {
                 body.push('\n');
                 (200, "application/json", body)
@@ -153,7 +183,7 @@ pub const ADDRESS_FILE: &str = "metrics-address";
 /// readiness probe then fails, which shows it).
 pub fn start(
     addr: MetricsAddr,
-    telemetry: Arc<Telemetry>,
+    endpoints: Arc<dyn Endpoints>,
     state: &StateDir,
 ) -> Result<Option<SocketAddr>, EngineError> {
     let file = state.root().join(ADDRESS_FILE);
@@ -175,7 +205,7 @@ pub fn start(
         .local_addr()
         .map_err(|e| EngineError::Runtime(format!("metrics listener on {addr}: {e}")))?;
     write_atomic(&file, format!("{bound}\n").as_bytes()).map_err(|e| EngineError::io(&file, e))?;
-    spawn(listener, telemetry)
+    spawn(listener, endpoints)
         .map_err(|e| EngineError::Runtime(format!("cannot start the metrics server: {e}")))?;
     info!(address = %bound, "serving /metrics, /healthz, /readyz and /status");
     Ok(Some(bound))
@@ -184,7 +214,7 @@ pub fn start(
 /// Serves on `listener` from a thread of its own until the process ends.
 pub fn spawn(
     listener: std::net::TcpListener,
-    telemetry: Arc<Telemetry>,
+    endpoints: Arc<dyn Endpoints>,
 ) -> std::io::Result<std::thread::JoinHandle<()>> {
     listener.set_nonblocking(true)?;
     let runtime = tokio::runtime::Builder::new_current_thread()
@@ -201,12 +231,12 @@ pub fn spawn(
                         return;
                     }
                 };
-                serve(listener, telemetry).await;
+                serve(listener, endpoints).await;
             });
         })
 }
 
-async fn serve(listener: TcpListener, telemetry: Arc<Telemetry>) {
+async fn serve(listener: TcpListener, endpoints: Arc<dyn Endpoints>) {
     loop {
         let mut stream = match listener.accept().await {
             Ok((stream, _)) => stream,
@@ -216,7 +246,7 @@ async fn serve(listener: TcpListener, telemetry: Arc<Telemetry>) {
                 continue;
             }
         };
-        let telemetry = telemetry.clone();
+        let endpoints = endpoints.clone();
         tokio::spawn(async move {
             let mut buffer = vec![0u8; 4096];
             let mut read = 0;
@@ -231,7 +261,7 @@ async fn serve(listener: TcpListener, telemetry: Arc<Telemetry>) {
             }
             let head = String::from_utf8_lossy(&buffer[..read]);
             let line = head.lines().next().unwrap_or_default();
-            let (code, content_type, body) = respond(line, &telemetry, Instant::now());
+            let (code, content_type, body) = respond(line, &*endpoints, Instant::now());
             let response = format!(
                 "HTTP/1.1 {code} {}\r\ncontent-type: {content_type}\r\ncontent-length: {}\r\n\
                  connection: close\r\n\r\n{body}",

@@ -8,24 +8,33 @@
 //! identity) lives in `STATE_DIR/backend-record.json`. A pod found in a namespace other than
 //! the recorded one has restarted: its record starts empty and it is configured again. A
 //! namespace that cannot be opened or entered, or vanishes mid-pass, is a logged skip.
+//!
+//! `run` feeds each pass to [`BackendTelemetry`] (served on `--metrics-addr` as the director's
+//! metrics are) and writes the status document (`crate::backend::status`) when it changes;
+//! `apply` writes it too.
 
 use std::collections::{BTreeMap, BTreeSet};
 use std::fmt::Write as _;
 use std::net::IpAddr;
 use std::path::{Path, PathBuf};
-use std::time::Duration;
+use std::sync::Arc;
+use std::time::{Duration, Instant, SystemTime};
 
 use balanced_schemas::v1::PodRef;
 use balanced_schemas::{Manifest, load_paths};
 use serde::{Deserialize, Serialize};
 use tracing::{debug, error, info, warn};
 
+use crate::backend::cri::CriClient;
 use crate::backend::kernel::{Observation, Owned, PodKernel};
-use crate::backend::model::{FouPort, PodIntent, TunnelDevice, desired, pod_intents};
-use crate::backend::namespace::{Discovery, NetnsId, PodNamespace};
+use crate::backend::metrics::BackendTelemetry;
+use crate::backend::model::{FouPort, PodIntent, Tunnel, TunnelDevice, desired, pod_intents};
+use crate::backend::namespace::{Discovery, Lookup, NetnsId, PodNamespace};
 use crate::backend::plan::{PodAction, plan};
+use crate::backend::status::{self, BackendStatus};
 use crate::cli::{GlobalArgs, Role, RoleArgs};
 use crate::error::{EngineError, ExitStatus};
+use crate::http::MetricsAddr;
 use crate::state_dir::{StateDir, write_atomic};
 
 const RECORD: &str = "backend-record.json";
@@ -59,13 +68,28 @@ pub struct PodReport {
     pub pod: Option<PodRef>,
     pub uid: String,
     pub namespace: Option<PathBuf>,
+    /// The namespace's identity, when it was found.
+    #[serde(skip_serializing_if = "Option::is_none")]
+    pub netns_id: Option<NetnsId>,
+    /// How the director reaches the pod, from the manifests.
+    #[serde(skip_serializing_if = "BTreeSet::is_empty")]
+    pub tunnels: BTreeSet<Tunnel>,
     /// Why the pod was left alone, when it was.
     pub skipped: Option<String>,
     pub actions: Vec<PodAction>,
+    /// Actions the kernel took (apply, run).
+    #[serde(skip_serializing_if = "Vec::is_empty")]
+    pub applied: Vec<PodAction>,
+    /// Actions the kernel refused (apply, run); each is also in `problems`.
+    #[serde(skip_serializing_if = "Vec::is_empty")]
+    pub failed: Vec<PodAction>,
     /// Combinations the pod cannot receive, and actions that failed.
     pub problems: Vec<String>,
     /// Actions a fresh observation still finds needed after applying.
     pub differences: Vec<PodAction>,
+    /// The VIPs balanced configured in the pod after the pass, by device (its record).
+    #[serde(skip_serializing_if = "BTreeSet::is_empty")]
+    pub configured: BTreeSet<(TunnelDevice, IpAddr)>,
 }
 
 /// The intents of this node's pods, and whether every manifest could be read (when not,
@@ -100,6 +124,7 @@ impl BackendRole {
                 discovery: Discovery {
                     proc_root: PathBuf::from("/proc"),
                     netns_dir: role.netns_dir.clone(),
+                    cri: role.cri_endpoint.clone().map(CriClient::new),
                 },
                 state_dir: global.state_dir.clone(),
             }),
@@ -151,18 +176,29 @@ impl BackendRole {
             let mut report = PodReport {
                 pod: pod.clone(),
                 uid: uid.clone(),
+                tunnels: intent.vips.values().flatten().copied().collect(),
                 ..PodReport::default()
             };
-            let Some(ns) = self.discovery.open(&uid, &processes) else {
-                report.skipped = Some("no network namespace found on this node".into());
-                if intent.vips.is_empty() {
-                    // A recorded pod that is gone: its namespace went with it.
-                    record.remove(&uid);
+            let ns = match self.discovery.open(&uid, pod.as_ref(), &processes) {
+                Lookup::Found(ns) => ns,
+                Lookup::Absent => {
+                    report.skipped = Some("no network namespace found on this node".into());
+                    if intent.vips.is_empty() {
+                        // A recorded pod that is gone: its namespace went with it.
+                        record.remove(&uid);
+                    }
+                    reports.push(report);
+                    continue;
                 }
-                reports.push(report);
-                continue;
+                Lookup::Failed(why) => {
+                    // The pod may still be there: its record is kept.
+                    report.skipped = Some(why);
+                    reports.push(report);
+                    continue;
+                }
             };
             report.namespace = Some(ns.path.clone());
+            report.netns_id = Some(ns.id);
             if Some(ns.id) == host {
                 report.skipped = Some("the host's network namespace (hostNetwork)".into());
                 reports.push(report);
@@ -181,6 +217,7 @@ impl BackendRole {
                 entry.pod = pod;
             }
             converge_pod(&ns, &intent, entry, complete, apply, &mut report);
+            report.configured = entry.addresses.clone();
             if intent.vips.is_empty() && entry.addresses.is_empty() && entry.fou_ports.is_empty() {
                 record.remove(&uid);
             }
@@ -217,21 +254,49 @@ impl BackendRole {
         let mut record = self.read_record()?;
         let pass = self.pass(&mut record, true);
         self.write_record(&record)?;
+        // The status only reports: one that cannot be read never stops a pass.
+        let previous = status::read(&self.state_dir).unwrap_or_else(|e| {
+            warn!("{e}: the backend status starts anew");
+            BackendStatus::default()
+        });
+        let now = crate::status::unix_seconds(SystemTime::now());
+        status::write(
+            &self.state_dir,
+            &BackendStatus::after(&previous, &self.node_name, &pass, now),
+        )?;
         Ok(pass.outcome())
     }
 
-    /// `run --role backend`: a pass every `every`, until the process is stopped.
-    pub fn run_command(&self, every: Duration) -> Result<ExitStatus, EngineError> {
-        let _lock = StateDir::new(&self.state_dir).lock()?;
+    /// `run --role backend`: a pass every `every`, until the process is stopped; metrics,
+    /// health and status served on `metrics_addr`.
+    pub fn run_command(
+        &self,
+        every: Duration,
+        metrics_addr: MetricsAddr,
+    ) -> Result<ExitStatus, EngineError> {
+        let state = StateDir::new(&self.state_dir);
+        let _lock = state.lock()?;
         let mut record = self.read_record()?;
+        let telemetry = Arc::new(BackendTelemetry::new(&self.node_name, every));
+        crate::http::start(metrics_addr, telemetry.clone(), &state)?;
+        let mut written: Option<Arc<BackendStatus>> = None;
         info!(node = %self.node_name, "backend role running");
         loop {
             let before = record.clone();
+            let started = Instant::now();
             let pass = self.pass(&mut record, true);
             if record != before
                 && let Err(e) = self.write_record(&record)
             {
                 error!("{e}");
+            }
+            let now = crate::status::unix_seconds(SystemTime::now());
+            let document = telemetry.passed(&pass, started.elapsed(), now);
+            if written.as_ref().is_none_or(|w| !w.same_pods(&document)) {
+                match status::write(&self.state_dir, &document) {
+                    Ok(()) => written = Some(document),
+                    Err(e) => error!("{e}"),
+                }
             }
             let pods = pass.reports.len();
             let changed: usize = pass.reports.iter().map(|r| r.actions.len()).sum();
@@ -313,7 +378,10 @@ fn converge_pod(
                 Ok(()) => out.applied.push(action.clone()),
                 Err(e) if is_gone(action, e.errno) => out.applied.push(action.clone()),
                 Err(e) if already_there(action, e.errno) => {}
-                Err(e) => out.problems.push(format!("{action}: {}", e.text)),
+                Err(e) => {
+                    out.problems.push(format!("{action}: {}", e.text));
+                    out.failed.push(action.clone());
+                }
             }
         }
         let (after, (want, _)) = observe(&mut kernel)?;
@@ -355,6 +423,8 @@ fn converge_pod(
                 error!(pod, "verification: difference left: {difference}");
             }
             report.actions = out.actions;
+            report.applied = out.applied;
+            report.failed = out.failed;
             report.problems = out.problems;
             report.differences = out.differences;
         }
@@ -365,6 +435,7 @@ fn converge_pod(
 struct PodOutcome {
     actions: Vec<PodAction>,
     applied: Vec<PodAction>,
+    failed: Vec<PodAction>,
     problems: Vec<String>,
     differences: Vec<PodAction>,
 }

@@ -22,12 +22,16 @@
 //! When a manifest cannot be read, nothing is removed in that pass.
 //!
 //! Modules: [`model`] and [`plan`] (pure), [`codec`] (pure bytes), [`namespace`] (finding and
-//! entering namespaces), [`kernel`] (netlink inside one namespace), [`converge`] (the pass and
-//! the commands).
+//! entering namespaces) with [`cri`] (its container-runtime fallback), [`kernel`] (netlink
+//! inside one namespace), [`converge`] (the pass and the commands), [`status`] (what a pass
+//! left, per pod) and [`metrics`] (`/metrics`, `/healthz`, `/readyz`, `/status` of `run`).
 
 pub mod codec;
 pub mod converge;
+pub mod cri;
 pub mod kernel;
+pub mod metrics;
 pub mod model;
 pub mod namespace;
 pub mod plan;
+pub mod status;

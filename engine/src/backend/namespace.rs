@@ -1,14 +1,20 @@
 //! Finding a pod's network namespace and working inside it.
 //!
-//! A pod is found without any container-runtime socket: first as a named namespace
-//! `--netns-dir DIR/<pod UID>` when that option is given (namespaces created and named by a
-//! CNI setup or by tests), else through `/proc`: a process whose cgroup path names the pod
-//! (`pod<uid>` as the kubelet's cgroupfs driver writes it, `pod<uid with _>` as its systemd
-//! driver does; cgroup v1 and v2 alike) shares the pod's namespace, so `/proc/PID/ns/net` is
-//! it. There is no CRI fallback: with hostPID every containerd or CRI-O pod has a process with
-//! such a cgroup (its sandbox's pause process at least), so asking the runtime would only add
-//! a socket to mount and a client to keep. A namespace equal to PID 1's is the host's: such a
-//! pod (hostNetwork) is skipped.
+//! A pod is looked for in three ways, in this order, the first that finds it winning:
+//! 1. a named namespace `--netns-dir DIR/<pod UID>`, when that option is given (namespaces
+//!    created and named by a CNI setup, or by tests);
+//! 2. `/proc`, without any socket: a process whose cgroup path names the pod (`pod<uid>` as the
+//!    kubelet's cgroupfs driver writes it, `pod<uid with _>` as its systemd driver does; cgroup
+//!    v1 and v2 alike) shares the pod's namespace, so `/proc/PID/ns/net` is it. With hostPID
+//!    every containerd or CRI-O pod has such a process (its sandbox's pause process at least);
+//! 3. the container runtime over CRI ([`super::cri`]), when `--cri-endpoint` is given: for a
+//!    DaemonSet without hostPID (then the runtime's netns path must be mounted at the same
+//!    place) or a runtime whose cgroup paths are not recognised.
+//!
+//! Not found by any way is [`Lookup::Absent`]; a runtime that cannot answer is
+//! [`Lookup::Failed`], logged, and the caller keeps what it knows of the pod, since the pod may
+//! well still be there. A namespace equal to PID 1's is the host's: such a pod (hostNetwork) is
+//! skipped by the caller.
 //!
 //! Work inside a namespace runs on a dedicated thread that calls `setns(CLONE_NEWNET)` on an
 //! open namespace file: `setns` changes only the calling thread, and sockets and
@@ -22,7 +28,11 @@ use std::os::fd::AsRawFd;
 use std::os::unix::fs::MetadataExt;
 use std::path::{Path, PathBuf};
 
+use balanced_schemas::v1::PodRef;
 use serde::{Deserialize, Serialize};
+use tracing::warn;
+
+use crate::backend::cri::{CriClient, pod_label};
 
 /// A network namespace's identity: the device and inode of its `nsfs` file. A restarted pod
 /// has a new one.
@@ -87,6 +97,19 @@ pub struct Discovery {
     pub proc_root: PathBuf,
     /// Named namespaces by pod UID, looked at first.
     pub netns_dir: Option<PathBuf>,
+    /// The container runtime, asked last.
+    pub cri: Option<CriClient>,
+}
+
+/// The outcome of looking for one pod's namespace.
+#[derive(Debug)]
+pub enum Lookup {
+    Found(PodNamespace),
+    /// The pod has no namespace on this node, as far as every way tried can tell.
+    Absent,
+    /// A way that could have found it failed (the runtime did not answer, or its namespace file
+    /// cannot be opened): why, naming the pod.
+    Failed(String),
 }
 
 /// Pod UID → the processes whose cgroup names it, ascending.
@@ -126,17 +149,54 @@ impl Discovery {
     }
 
     /// Opens the namespace of pod `uid`: the named one, else that of the first of its
-    /// processes still there. `None` when the pod has neither on this node.
-    pub fn open(&self, uid: &str, processes: &PodProcesses) -> Option<PodNamespace> {
+    /// processes still there, else the one the container runtime names. `pod` names it in
+    /// messages.
+    pub fn open(&self, uid: &str, pod: Option<&PodRef>, processes: &PodProcesses) -> Lookup {
         if let Some(dir) = &self.netns_dir
             && valid_uid(uid)
             && let Ok(ns) = PodNamespace::open(&dir.join(uid))
         {
-            return Some(ns);
+            return Lookup::Found(ns);
         }
-        processes.get(uid)?.iter().find_map(|pid| {
-            PodNamespace::open(&self.proc_root.join(pid.to_string()).join("ns/net")).ok()
-        })
+        let by_process = processes.get(uid).and_then(|pids| {
+            pids.iter().find_map(|pid| {
+                PodNamespace::open(&self.proc_root.join(pid.to_string()).join("ns/net")).ok()
+            })
+        });
+        if let Some(ns) = by_process {
+            return Lookup::Found(ns);
+        }
+        match &self.cri {
+            Some(cri) => self.open_by_cri(cri, uid, pod),
+            None => Lookup::Absent,
+        }
+    }
+
+    fn open_by_cri(&self, cri: &CriClient, uid: &str, pod: Option<&PodRef>) -> Lookup {
+        let sandbox = match cri.sandbox_netns(uid, pod) {
+            Ok(Some(sandbox)) => sandbox,
+            Ok(None) => return Lookup::Absent,
+            Err(e) => {
+                warn!("skipped: {e}");
+                return Lookup::Failed(e.to_string());
+            }
+        };
+        let mut tried = Vec::new();
+        for path in sandbox.candidates(&self.proc_root) {
+            match PodNamespace::open(&path) {
+                Ok(ns) => return Lookup::Found(ns),
+                Err(e) => tried.push(format!("{}: {e}", path.display())),
+            }
+        }
+        let why = format!(
+            "CRI at {}: pod {}: sandbox {}: cannot open its network namespace ({})",
+            cri.endpoint,
+            pod_label(uid, pod),
+            sandbox.sandbox,
+            tried.join("; ")
+        );
+        warn!("skipped: {why}");
+        Lookup::Failed(why)
     }
 }
 
@@ -204,12 +264,13 @@ mod tests {
         let discovery = Discovery {
             proc_root: root.path().to_owned(),
             netns_dir: None,
+            cri: None,
         };
         let scan = discovery.scan();
         assert_eq!(scan.len(), 1);
         assert_eq!(scan[UID], vec![12, 300]);
         // No ns/net files in this tree: the pod's processes are gone, so it is not found.
-        assert!(discovery.open(UID, &scan).is_none());
+        assert!(matches!(discovery.open(UID, None, &scan), Lookup::Absent));
     }
 
     #[test]
@@ -219,10 +280,16 @@ mod tests {
         let discovery = Discovery {
             proc_root: dir.path().join("no-proc"),
             netns_dir: Some(dir.path().to_owned()),
+            cri: None,
         };
-        let found = discovery.open(UID, &PodProcesses::new()).expect("found");
+        let Lookup::Found(found) = discovery.open(UID, None, &PodProcesses::new()) else {
+            panic!("the named namespace is found");
+        };
         assert_eq!(found.path, dir.path().join(UID));
-        assert!(discovery.open("../etc", &PodProcesses::new()).is_none());
+        assert!(matches!(
+            discovery.open("../etc", None, &PodProcesses::new()),
+            Lookup::Absent
+        ));
         assert!(!valid_uid(""));
     }
 

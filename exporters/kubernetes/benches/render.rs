@@ -1,13 +1,17 @@
 //! Rendering at scale and the latency of one EndpointSlice change.
 //!
 //! - `render_10k_services_100k_endpoints`: the pure render of 10,000 Services (2 ports each)
-//!   with 100,000 endpoints (one EndpointSlice of 10 per Service). Target < 1 s.
+//!   with 100,000 endpoints (one EndpointSlice of 10 per Service, each endpoint naming its pod,
+//!   so the exporter's pod UID index is as large as in a real cluster). Target < 1 s.
 //! - `initial_write_10k_tmpfs`: render + writing the 10,000 files into an empty directory on
 //!   tmpfs (/dev/shm): the CPU cost, without the disk's fsync latency.
 //! - `one_slice_change_to_file_renamed_10k_tmpfs`: a synced exporter with those 10,000 Services
 //!   gets one EndpointSlice event; measured from handing the event to the renderer until the
 //!   file is renamed into place and its directory fsynced. Only that Service's file is
 //!   written. Target < 50 ms.
+//! - `one_pod_opt_out_to_file_renamed_10k_tmpfs`: the same exporter gets one Pod metadata event
+//!   that flips the pod's `balanced.io/tunnel-ignore`; only the Service naming that pod is
+//!   rendered and written (found through the pod UID index, not by rendering everything).
 //! - `one_slice_change_to_file_renamed_100_disk`: the same on the disk-backed temporary
 //!   directory (real fsync latency), with 100 Services so the setup stays short.
 //!
@@ -18,7 +22,9 @@ use std::collections::BTreeMap;
 use std::hint::black_box;
 
 use balanced_exporter::config::RenderConfig;
-use balanced_exporter::fixtures::{service, slice, with_ingress};
+use balanced_exporter::fixtures::{pod_meta, service, slice, with_ingress, with_pod_refs};
+use balanced_exporter::pods::OptedOut;
+use balanced_exporter::pods::TUNNEL_IGNORE;
 use balanced_exporter::render::render;
 use balanced_exporter::run::Renderer;
 use balanced_exporter::watch::{Cache, Input};
@@ -48,7 +54,13 @@ fn cluster() -> (Vec<Service>, Vec<EndpointSlice>) {
                 format!("172.{}.{}.{}", 16 + n / 65_536, (n / 256) % 256, n % 256)
             })
             .collect();
-        slices.push(slice(&namespace, &name, "abcde", &[80, 443], &addresses));
+        slices.push(with_pod_refs(slice(
+            &namespace,
+            &name,
+            "abcde",
+            &[80, 443],
+            &addresses,
+        )));
     }
     (services, slices)
 }
@@ -85,13 +97,16 @@ fn synced(dir: &std::path::Path, services: Vec<Service>, slices: Vec<EndpointSli
         renderer.apply(Input::Slice(0, Box::new(Event::InitApply(s))));
     }
     renderer.apply(Input::Slice(0, Box::new(Event::InitDone)));
+    renderer.apply(Input::Pod(0, Box::new(Event::Init)));
+    renderer.apply(Input::Pod(0, Box::new(Event::InitDone)));
     renderer
 }
 
 fn benches(c: &mut Criterion) {
     let (services, slices) = cluster();
     let config = RenderConfig::default();
-    let rendered = render(&services, &slices, &config, &BTreeMap::new());
+    let opted_out = OptedOut::default();
+    let rendered = render(&services, &slices, &opted_out, &config, &BTreeMap::new());
     assert_eq!(rendered.manifests.len(), SERVICES);
     let endpoints: usize = rendered
         .manifests
@@ -106,7 +121,13 @@ fn benches(c: &mut Criterion) {
     );
     let before = thread_cpu_seconds().unwrap_or(f64::NAN);
     for _ in 0..5 {
-        black_box(render(&services, &slices, &config, &BTreeMap::new()));
+        black_box(render(
+            &services,
+            &slices,
+            &opted_out,
+            &config,
+            &BTreeMap::new(),
+        ));
     }
     eprintln!(
         "CPU time of one render of 10k Services / 100k endpoints: {:.0} ms",
@@ -116,13 +137,21 @@ fn benches(c: &mut Criterion) {
     let mut group = c.benchmark_group("exporter");
     group.sample_size(10);
     group.bench_function("render_10k_services_100k_endpoints", |b| {
-        b.iter(|| black_box(render(&services, &slices, &config, &BTreeMap::new())))
+        b.iter(|| {
+            black_box(render(
+                &services,
+                &slices,
+                &opted_out,
+                &config,
+                &BTreeMap::new(),
+            ))
+        })
     });
     group.bench_function("initial_write_10k_tmpfs", |b| {
         b.iter_batched(
             || tempfile::tempdir_in("/dev/shm").unwrap(),
             |dir| {
-                let rendered = render(&services, &slices, &config, &BTreeMap::new());
+                let rendered = render(&services, &slices, &opted_out, &config, &BTreeMap::new());
                 let mut writer = Writer::open(dir.path(), None).unwrap();
                 let changes = writer.sync(rendered.manifests).into_result().unwrap();
                 assert_eq!(changes.len(), SERVICES);
@@ -149,6 +178,24 @@ fn benches(c: &mut Criterion) {
             flip = !flip;
             let next = if flip { grown.clone() } else { base.clone() };
             renderer.apply(Input::Slice(0, Box::new(Event::Apply(next))));
+            let flush = renderer.flush();
+            assert_eq!(flush.batch.changes.len(), 1, "exactly the one file");
+            assert_eq!(flush.services_rendered, 1);
+        })
+    });
+    let namespace = format!("team-{:02}", 4_242 % 50);
+    let address = base.endpoints[0].addresses[0].clone();
+    let mut ignored = false;
+    group.bench_function("one_pod_opt_out_to_file_renamed_10k_tmpfs", |b| {
+        b.iter(|| {
+            ignored = !ignored;
+            let annotations: &[(&str, &str)] = if ignored {
+                &[(TUNNEL_IGNORE, "true")]
+            } else {
+                &[]
+            };
+            let pod = pod_meta(&namespace, &address, annotations);
+            renderer.apply(Input::Pod(0, Box::new(Event::Apply(pod))));
             let flush = renderer.flush();
             assert_eq!(flush.batch.changes.len(), 1, "exactly the one file");
             assert_eq!(flush.services_rendered, 1);

@@ -1,21 +1,24 @@
-//! Reading `kubectl get services,endpointslices -A -o yaml` (a `v1` `List`, or single objects,
-//! in one or more documents; JSON works too) into the objects [`crate::render`] takes.
+//! Reading `kubectl get services,endpointslices[,pods] -A -o yaml` (a `v1` `List`, or single
+//! objects, in one or more documents; JSON works too) into the objects [`crate::render`] takes.
 //!
-//! Pure apart from the caller's reading of the file. Other kinds in the dump are skipped.
+//! Pure apart from the caller's reading of the file. Of Pods only the metadata is kept (their
+//! opt-out annotations); other kinds in the dump are skipped.
 
 use std::path::Path;
 
 use k8s_openapi::api::core::v1::Service;
 use k8s_openapi::api::discovery::v1::EndpointSlice;
+use k8s_openapi::apimachinery::pkg::apis::meta::v1::ObjectMeta;
 use serde_json::Value;
 
 use crate::Error;
 
-/// The Services and EndpointSlices of a dump.
+/// The Services, EndpointSlices and Pods' metadata of a dump.
 #[derive(Debug, Clone, Default)]
 pub struct Dump {
     pub services: Vec<Service>,
     pub slices: Vec<EndpointSlice>,
+    pub pods: Vec<ObjectMeta>,
 }
 
 /// Parses the dump's text; `path` only names it in errors.
@@ -76,6 +79,11 @@ pub fn parse(path: &Path, text: &str) -> Result<Dump, Error> {
                 ("discovery.k8s.io/v1", "EndpointSlice") => dump
                     .slices
                     .push(serde_json::from_value(item).map_err(describe)?),
+                ("v1", "Pod") => {
+                    let metadata = item.get("metadata").cloned().unwrap_or_default();
+                    dump.pods
+                        .push(serde_json::from_value(metadata).map_err(describe)?);
+                }
                 _ => {}
             }
         }

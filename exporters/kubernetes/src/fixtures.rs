@@ -4,12 +4,14 @@
 use std::collections::BTreeMap;
 
 use k8s_openapi::api::core::v1::{
-    LoadBalancerIngress, LoadBalancerStatus, Service, ServicePort, ServiceSpec, ServiceStatus,
+    LoadBalancerIngress, LoadBalancerStatus, ObjectReference, Pod, Service, ServicePort,
+    ServiceSpec, ServiceStatus,
 };
 use k8s_openapi::api::discovery::v1::{Endpoint, EndpointConditions, EndpointPort, EndpointSlice};
 use k8s_openapi::apimachinery::pkg::apis::meta::v1::{ObjectMeta, Time};
 use k8s_openapi::apimachinery::pkg::util::intstr::IntOrString;
 use k8s_openapi::jiff::Timestamp;
+use kube::core::PartialObjectMeta;
 
 use crate::config::DEFAULT_CLASS;
 use crate::render::SERVICE_NAME_LABEL;
@@ -130,5 +132,52 @@ pub fn slice(
                 ..Endpoint::default()
             })
             .collect(),
+    }
+}
+
+/// Names a pod as each endpoint's `targetRef`, as the EndpointSlice controller does: the pod
+/// behind address `a` is `pod-<a>` with UID `uid-<a>` (dots become dashes).
+pub fn with_pod_refs(mut slice: EndpointSlice) -> EndpointSlice {
+    let namespace = slice.metadata.namespace.clone();
+    for endpoint in &mut slice.endpoints {
+        let Some(address) = endpoint.addresses.first() else {
+            continue;
+        };
+        let id = address.replace(['.', ':'], "-");
+        endpoint.target_ref = Some(ObjectReference {
+            kind: Some("Pod".to_owned()),
+            namespace: namespace.clone(),
+            name: Some(format!("pod-{id}")),
+            uid: Some(format!("uid-{id}")),
+            ..ObjectReference::default()
+        });
+    }
+    slice
+}
+
+/// The metadata of the pod [`with_pod_refs`] names for `address`, with these annotations, as a
+/// metadata watch delivers it.
+pub fn pod_meta(
+    namespace: &str,
+    address: &str,
+    annotations: &[(&str, &str)],
+) -> PartialObjectMeta<Pod> {
+    let id = address.replace(['.', ':'], "-");
+    PartialObjectMeta {
+        types: None,
+        metadata: ObjectMeta {
+            namespace: Some(namespace.to_owned()),
+            name: Some(format!("pod-{id}")),
+            uid: Some(format!("uid-{id}")),
+            resource_version: Some("1".to_owned()),
+            annotations: (!annotations.is_empty()).then(|| {
+                annotations
+                    .iter()
+                    .map(|(k, v)| ((*k).to_owned(), (*v).to_owned()))
+                    .collect()
+            }),
+            ..ObjectMeta::default()
+        },
+        _phantom: std::marker::PhantomData,
     }
 }

@@ -9,7 +9,7 @@ use tokio::net::TcpListener;
 
 use crate::metrics::Metrics;
 
-/// What `/healthz` reports: healthy once both caches are synced and rendered.
+/// What `/healthz` reports: healthy once every cache is synced and rendered.
 #[derive(Debug, Default)]
 pub struct Health {
     pub synced: AtomicBool,

@@ -1,7 +1,7 @@
 //! `balanced-exporter`: the command line. Without a subcommand it watches the cluster and
 //! writes manifests (allocating VIPs on the Lease holder unless `--allocate=false`); `render`
-//! does one offline render of a `kubectl get services,endpointslices -A -o yaml` dump with the
-//! same code.
+//! does one offline render of a `kubectl get services,endpointslices,pods -A -o yaml` dump with
+//! the same code (pods optional: only their opt-out annotations are read).
 
 use std::net::SocketAddr;
 use std::path::{Path, PathBuf};
@@ -15,6 +15,7 @@ use balanced_exporter::events;
 use balanced_exporter::http::{self, Health};
 use balanced_exporter::lease::LeaseLock;
 use balanced_exporter::metrics::Metrics;
+use balanced_exporter::pods::OptedOut;
 use balanced_exporter::run::{AllocateOptions, Renderer, allocate_loop, run_renderer};
 use balanced_exporter::watch::Cache;
 use balanced_exporter::writer::{GitConfig, Writer};
@@ -44,7 +45,7 @@ struct Cli {
 
 #[derive(Subcommand)]
 enum Command {
-    /// Render a `kubectl get services,endpointslices -A -o yaml` dump once.
+    /// Render a `kubectl get services,endpointslices,pods -A -o yaml` dump once (pods optional).
     Render(RenderArgs),
 }
 
@@ -194,9 +195,14 @@ fn render_offline(args: &RenderArgs) -> Result<(), Error> {
     let text = std::fs::read_to_string(&args.from).map_err(|e| Error::io(&args.from, e))?;
     let dump = dump::parse(&args.from, &text)?;
     let mut writer = Writer::open(args.render.output()?, None)?;
+    let (opted_out, pod_warnings) = OptedOut::from_pods(&dump.pods);
+    for warning in &pod_warnings {
+        eprintln!("warning: InvalidAnnotation: {warning}");
+    }
     let rendered = render::render(
         &dump.services,
         &dump.slices,
+        &opted_out,
         &args.render.config(),
         &writer.configs(),
     );

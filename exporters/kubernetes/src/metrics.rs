@@ -31,7 +31,8 @@ pub struct ReasonLabels {
 
 pub struct Metrics {
     pub registry: Registry,
-    /// Objects in the caches, by kind (Service, EndpointSlice).
+    /// Objects in the caches, by kind (Service, EndpointSlice, OptedOutPod: only opted-out
+    /// pods are kept).
     pub objects_watched: Family<KindLabels, Gauge>,
     /// Render passes (one per batch of watch events).
     pub renders: Counter,

@@ -1,4 +1,5 @@
-//! Rendering: Services + EndpointSlices + configuration → one `Balancer` per Service and family.
+//! Rendering: Services + EndpointSlices + opted-out pods + configuration → one `Balancer` per
+//! Service and family.
 //!
 //! Pure and deterministic: no I/O, no clock, sorted output; the same objects give the same
 //! manifests whatever order they arrive in. Problems (invalid annotations, ports the forwarding
@@ -18,6 +19,7 @@ use k8s_openapi::apimachinery::pkg::util::intstr::IntOrString;
 use crate::annotations::{self, ServiceConfig};
 use crate::config::RenderConfig;
 use crate::manifest::{Family, ServiceKey};
+use crate::pods::OptedOut;
 
 /// The label EndpointSlices carry to name their Service.
 pub const SERVICE_NAME_LABEL: &str = "kubernetes.io/service-name";
@@ -109,10 +111,12 @@ pub fn is_ours(service: &Service, config: &RenderConfig) -> bool {
     }
 }
 
-/// Renders every Service that is ours.
+/// Renders every Service that is ours; `opted_out` are the pods the backend role must leave
+/// alone.
 pub fn render(
     services: &[Service],
     slices: &[EndpointSlice],
+    opted_out: &OptedOut,
     config: &RenderConfig,
     last_good: &BTreeMap<ServiceKey, ServiceConfig>,
 ) -> Rendered {
@@ -131,7 +135,14 @@ pub fn render(
             continue;
         }
         let slices = by_service.get(&key).map(Vec::as_slice).unwrap_or_default();
-        let one = render_service(&key, service, slices, config, last_good.get(&key));
+        let one = render_service(
+            &key,
+            service,
+            slices,
+            opted_out,
+            config,
+            last_good.get(&key),
+        );
         rendered.manifests.extend(one.manifests);
         if one.held {
             rendered.held.push(key.clone());
@@ -150,6 +161,7 @@ pub fn render_service(
     key: &ServiceKey,
     service: &Service,
     slices: &[&EndpointSlice],
+    opted_out: &OptedOut,
     config: &RenderConfig,
     last_good: Option<&ServiceConfig>,
 ) -> ServiceRender {
@@ -276,9 +288,11 @@ pub fn render_service(
                 backends: backends
                     .into_iter()
                     .map(|endpoint| {
-                        // Only tunnel forwarding needs the backend role inside the pods.
+                        // Only tunnel forwarding needs the backend role inside the pods; an
+                        // opted-out pod keeps its node but is not named, so the role skips it.
                         let (node, pod) = if tunnelled {
-                            (endpoint.node, endpoint.pod)
+                            let pod = endpoint.pod.filter(|p| !opted_out.contains(&p.uid));
+                            (endpoint.node, pod)
                         } else {
                             (None, None)
                         };
@@ -387,10 +401,6 @@ fn endpoint_state(endpoint: &Endpoint) -> (bool, bool) {
     (ready, serving && terminating)
 }
 
-/// The backends of one Service port in one family: the EndpointSlice port with the same name
-/// and protocol gives the backend port. Ready endpoints are active and serving terminating ones
-/// draining — unless no endpoint is ready, when the serving terminating ones stay active (as
-/// kube-proxy does) rather than leaving nothing. Sorted by address and port, without duplicates.
 /// One backend address of a Service port, with where it runs: the node and the pod the
 /// EndpointSlice names (`nodeName`, `targetRef`), which the backend role of tunnel forwarding
 /// needs to find the pod's network namespace.
@@ -418,6 +428,10 @@ fn placement(endpoint: &Endpoint) -> Placement {
     (endpoint.node_name.clone(), pod)
 }
 
+/// The backends of one Service port in one family: the EndpointSlice port with the same name
+/// and protocol gives the backend port. Ready endpoints are active and serving terminating ones
+/// draining — unless no endpoint is ready, when the serving terminating ones stay active (as
+/// kube-proxy does) rather than leaving nothing. Sorted by address and port, without duplicates.
 fn backends(
     port: &ServicePort,
     protocol: Protocol,
@@ -481,7 +495,8 @@ fn backends(
 #[cfg(test)]
 mod tests {
     use super::*;
-    use crate::fixtures::{service, slice, with_ingress};
+    use crate::fixtures::{pod_meta, service, slice, with_annotation, with_ingress, with_pod_refs};
+    use crate::pods::{LEGACY_TUNNEL_IGNORE, TUNNEL_IGNORE};
     use k8s_openapi::api::discovery::v1::EndpointConditions;
 
     fn conditions(ready: bool, serving: bool, terminating: bool) -> Option<EndpointConditions> {
@@ -494,7 +509,13 @@ mod tests {
 
     fn states(slices: &[EndpointSlice]) -> Vec<(String, BackendState)> {
         let svc = with_ingress(service("shop", "web", &[80], 1), &["198.51.100.1"]);
-        let rendered = render(&[svc], slices, &RenderConfig::default(), &BTreeMap::new());
+        let rendered = render(
+            &[svc],
+            slices,
+            &OptedOut::default(),
+            &RenderConfig::default(),
+            &BTreeMap::new(),
+        );
         rendered.manifests["shop/web.yaml"].spec.services[0]
             .backends
             .iter()
@@ -556,7 +577,97 @@ mod tests {
     #[test]
     fn a_service_without_an_address_renders_nothing_yet() {
         let svc = service("shop", "web", &[80], 1);
-        let rendered = render(&[svc], &[], &RenderConfig::default(), &BTreeMap::new());
+        let rendered = render(
+            &[svc],
+            &[],
+            &OptedOut::default(),
+            &RenderConfig::default(),
+            &BTreeMap::new(),
+        );
         assert!(rendered.manifests.is_empty());
+    }
+
+    /// The `pod` each backend of shop/web (forwarding as given) is rendered with, when the
+    /// pods behind 10.0.0.1 and 10.0.0.2 carry these annotations.
+    fn pods_named(
+        forwarding: &str,
+        first: &[(&str, &str)],
+        second: &[(&str, &str)],
+    ) -> Vec<(String, Option<String>, Option<String>)> {
+        let svc = with_annotation(
+            with_ingress(service("shop", "web", &[80], 1), &["198.51.100.1"]),
+            "balanced.io/forwarding",
+            forwarding,
+        );
+        let addresses = ["10.0.0.1".to_owned(), "10.0.0.2".to_owned()];
+        let slices = [with_pod_refs(slice("shop", "web", "a", &[80], &addresses))];
+        let pods = [
+            pod_meta("shop", "10.0.0.1", first),
+            pod_meta("shop", "10.0.0.2", second),
+        ];
+        let (opted_out, _) = OptedOut::from_pods(pods.iter().map(|p| &p.metadata));
+        let rendered = render(
+            &[svc],
+            &slices,
+            &opted_out,
+            &RenderConfig::default(),
+            &BTreeMap::new(),
+        );
+        rendered.manifests["shop/web.yaml"].spec.services[0]
+            .backends
+            .iter()
+            .map(|b| {
+                (
+                    b.address.to_string(),
+                    b.node.clone(),
+                    b.pod
+                        .as_ref()
+                        .map(|p| format!("{}/{} {}", p.namespace, p.name, p.uid)),
+                )
+            })
+            .collect()
+    }
+
+    fn named(address: &str, pod: bool) -> (String, Option<String>, Option<String>) {
+        let id = address.replace('.', "-");
+        (
+            address.to_owned(),
+            Some("node-a".to_owned()),
+            pod.then(|| format!("shop/pod-{id} uid-{id}")),
+        )
+    }
+
+    #[test]
+    fn an_opted_out_pod_is_still_a_backend_but_not_named_under_either_annotation() {
+        for annotation in [TUNNEL_IGNORE, LEGACY_TUNNEL_IGNORE] {
+            for value in ["true", "True"] {
+                assert_eq!(
+                    pods_named("tunnel", &[(annotation, value)], &[]),
+                    vec![named("10.0.0.1", false), named("10.0.0.2", true)],
+                    "{annotation}: {value}"
+                );
+            }
+        }
+    }
+
+    #[test]
+    fn another_value_keeps_the_pod_named() {
+        for value in ["false", "yes", "1", ""] {
+            assert_eq!(
+                pods_named("tunnel", &[(TUNNEL_IGNORE, value)], &[]),
+                vec![named("10.0.0.1", true), named("10.0.0.2", true)],
+                "{value:?}"
+            );
+        }
+    }
+
+    #[test]
+    fn without_tunnel_forwarding_no_backend_is_placed() {
+        let rendered = pods_named("masquerade", &[], &[]);
+        assert!(
+            rendered
+                .iter()
+                .all(|(_, node, pod)| node.is_none() && pod.is_none())
+        );
     }
 }

@@ -31,7 +31,7 @@ use crate::status::{Written, write_ingress};
 use crate::watch::{Cache, Dirty, Input};
 use crate::writer::{Batch, Writer};
 
-/// The Services the allocator sees: `None` until both caches are synced.
+/// The Services the allocator sees: `None` until every cache is synced.
 pub type Snapshot = Option<Vec<Arc<Service>>>;
 
 /// What one flush did.
@@ -82,7 +82,11 @@ impl Renderer {
     /// caches are synced.
     pub fn flush(&mut self) -> Flush {
         let mut flush = Flush::default();
-        if !self.cache.synced() || self.pending.is_empty() {
+        if !self.cache.synced() {
+            return flush;
+        }
+        flush.notices = self.cache.take_pod_notices();
+        if self.pending.is_empty() {
             return flush;
         }
         let pending = std::mem::take(&mut self.pending);
@@ -111,6 +115,7 @@ impl Renderer {
                         &key,
                         service,
                         &slices,
+                        self.cache.opted_out(),
                         &self.config,
                         self.last_good.get(&key),
                     );
@@ -239,6 +244,12 @@ fn record_flush(flush: &Flush, renderer: &Renderer, metrics: &Metrics, events: &
             kind: "EndpointSlice".to_owned(),
         })
         .set(i64::try_from(renderer.cache.slice_count()).unwrap_or(i64::MAX));
+    metrics
+        .objects_watched
+        .get_or_create(&KindLabels {
+            kind: "OptedOutPod".to_owned(),
+        })
+        .set(i64::try_from(renderer.cache.opted_out().len()).unwrap_or(i64::MAX));
     if flush.services_rendered > 0 {
         metrics.renders.inc();
         metrics.services_rendered.inc_by(flush.services_rendered);

@@ -1,14 +1,17 @@
 //! Mock API scenarios (tower-test): the exact requests the exporter makes and how it reacts to
-//! the answers — initial lists, watch events, `410 Gone` → relist, the status PATCH on the
-//! subresource with a conflict → re-read → retry, and Lease acquire/renew/lose/take-over.
+//! the answers — initial lists, watch events, `410 Gone` → relist, Pods watched by metadata
+//! only (the `PartialObjectMetadata` Accept headers) with their opt-out annotation, the status
+//! PATCH on the subresource with a conflict → re-read → retry, and Lease
+//! acquire/renew/lose/take-over.
 
 use std::collections::BTreeMap;
 use std::time::Duration;
 
 use balanced_exporter::config::RenderConfig;
-use balanced_exporter::fixtures::{service, slice, with_ingress};
+use balanced_exporter::fixtures::{pod_meta, service, slice, with_ingress, with_pod_refs};
 use balanced_exporter::lease::{Leadership, LeaseLock};
 use balanced_exporter::manifest::ServiceKey;
+use balanced_exporter::pods::TUNNEL_IGNORE;
 use balanced_exporter::run::Renderer;
 use balanced_exporter::status::{Written, write_ingress};
 use balanced_exporter::watch::{Cache, streams};
@@ -98,6 +101,26 @@ fn slice_json(service_name: &str, addresses: &[&str], rv: &str) -> Value {
 
 const SERVICES: &str = "/api/v1/services";
 const SLICES: &str = "/apis/discovery.k8s.io/v1/endpointslices";
+const PODS: &str = "/api/v1/pods";
+
+/// The Accept headers of kube's metadata-only list and watch.
+const METADATA_LIST: &str = "application/json;as=PartialObjectMetadataList;g=meta.k8s.io;v=v1";
+const METADATA: &str = "application/json;as=PartialObjectMetadata;g=meta.k8s.io;v=v1";
+
+fn pod_json(address: &str, annotations: &[(&str, &str)], rv: &str) -> Value {
+    let mut v = serde_json::to_value(pod_meta("shop", address, annotations)).unwrap();
+    v["apiVersion"] = json!("meta.k8s.io/v1");
+    v["kind"] = json!("PartialObjectMetadata");
+    with_rv(v, rv)
+}
+
+fn pod_list(rv: &str, items: Vec<Value>) -> Vec<u8> {
+    serde_json::to_vec(
+        &json!({"kind": "PartialObjectMetadataList", "apiVersion": "meta.k8s.io/v1",
+                               "metadata": {"resourceVersion": rv}, "items": items}),
+    )
+    .unwrap()
+}
 
 fn watch_uri(path: &str, rv: &str) -> String {
     format!("{path}?&watch=true&timeoutSeconds=290&allowWatchBookmarks=true&resourceVersion={rv}")
@@ -106,8 +129,8 @@ fn watch_uri(path: &str, rv: &str) -> String {
 /// One expected request URI and its answer (`None`: a watch left open).
 type Step = (String, Option<(StatusCode, Vec<u8>)>);
 
-/// Serves both watch streams from one mock, in whatever order their requests come, following
-/// a script per path; returns every request line seen, per path.
+/// Serves the watch streams from one mock, in whatever order their requests come, following
+/// a script per path; returns every request line seen (with its Accept header), per path.
 async fn serve_watches(
     mut handle: MockHandle,
     mut scripts: BTreeMap<&'static str, Vec<Step>>,
@@ -120,13 +143,19 @@ async fn serve_watches(
             .expect("the exporter stopped asking")
             .expect("the client is gone");
         let uri = request.uri().to_string();
+        let accept = request
+            .headers()
+            .get(http::header::ACCEPT)
+            .and_then(|a| a.to_str().ok())
+            .unwrap_or_default()
+            .to_owned();
         let path = *scripts
             .keys()
             .find(|p| uri.starts_with(&format!("{p}?")))
             .expect("an unexpected path");
         seen.entry(path)
             .or_default()
-            .push(format!("{} {uri}", request.method()));
+            .push(format!("{} {uri} accept={accept}", request.method()));
         let script = scripts.get_mut(path).unwrap();
         assert!(
             !script.is_empty(),
@@ -226,6 +255,16 @@ async fn initial_lists_events_and_410_relist_drive_the_files() {
                 (watch_uri(SLICES, "105"), None),
             ],
         ),
+        (
+            PODS,
+            vec![
+                (
+                    format!("{PODS}?&limit=500"),
+                    Some((ok, pod_list("100", Vec::new()))),
+                ),
+                (watch_uri(PODS, "100"), None),
+            ],
+        ),
     ]);
     let server = tokio::spawn(serve_watches(handle, scripts));
 
@@ -252,6 +291,7 @@ async fn initial_lists_events_and_410_relist_drive_the_files() {
     assert!(flushes_before_sync > 0);
     assert_eq!(seen[SERVICES].len(), 5, "{seen:?}");
     assert_eq!(seen[SLICES].len(), 3, "{seen:?}");
+    assert_eq!(seen[PODS].len(), 2, "{seen:?}");
 
     let summary: Vec<String> = changes
         .iter()
@@ -289,6 +329,151 @@ async fn initial_lists_events_and_410_relist_drive_the_files() {
     let web_file = std::fs::read_to_string(out.path().join("shop/web.yaml")).unwrap();
     assert!(web_file.contains("10.244.1.2"), "{web_file}");
     assert!(!out.path().join("shop/api.yaml").exists());
+}
+
+#[tokio::test(flavor = "multi_thread", worker_threads = 2)]
+async fn pods_are_watched_by_metadata_and_their_opt_out_drives_the_files() {
+    let (client, handle) = mock();
+    let out = tempfile::tempdir().unwrap();
+    let file = out.path().join("shop/web.yaml");
+    let writer = Writer::open(out.path(), None).unwrap();
+    let mut renderer = Renderer::new(RenderConfig::default(), Cache::new(&[]), writer);
+    let mut stream = streams(&client, renderer.cache.scopes()).boxed();
+
+    let ok = StatusCode::OK;
+    let addresses = vec!["10.244.1.1".to_owned(), "10.244.1.2".to_owned()];
+    let mut web_slice =
+        serde_json::to_value(with_pod_refs(slice("shop", "web", "x1", &[80], &addresses))).unwrap();
+    web_slice["apiVersion"] = json!("discovery.k8s.io/v1");
+    web_slice["kind"] = json!("EndpointSlice");
+    let mut gone_body =
+        serde_json::to_vec(&json!({"type": "ERROR", "object": status_body(410, "Expired")}))
+            .unwrap();
+    gone_body.push(b'\n');
+    let scripts = BTreeMap::from([
+        (
+            SERVICES,
+            vec![
+                (
+                    format!("{SERVICES}?&limit=500"),
+                    Some((
+                        ok,
+                        serde_json::to_vec(&list(
+                            "ServiceList",
+                            "100",
+                            vec![svc_json("web", "198.51.100.10", "100")],
+                        ))
+                        .unwrap(),
+                    )),
+                ),
+                (watch_uri(SERVICES, "100"), None),
+            ],
+        ),
+        (
+            SLICES,
+            vec![
+                (
+                    format!("{SLICES}?&limit=500"),
+                    Some((
+                        ok,
+                        serde_json::to_vec(&list(
+                            "EndpointSliceList",
+                            "100",
+                            vec![with_rv(web_slice, "100")],
+                        ))
+                        .unwrap(),
+                    )),
+                ),
+                (watch_uri(SLICES, "100"), None),
+            ],
+        ),
+        (
+            PODS,
+            vec![
+                (
+                    format!("{PODS}?&limit=500"),
+                    Some((
+                        ok,
+                        pod_list(
+                            "100",
+                            vec![
+                                pod_json("10.244.1.1", &[], "90"),
+                                pod_json("10.244.1.2", &[], "91"),
+                            ],
+                        ),
+                    )),
+                ),
+                // The pod opts out.
+                (
+                    watch_uri(PODS, "100"),
+                    Some((
+                        ok,
+                        events(&[(
+                            "MODIFIED",
+                            pod_json("10.244.1.1", &[(TUNNEL_IGNORE, "true")], "101"),
+                        )]),
+                    )),
+                ),
+                // The watch lost its place; meanwhile the annotation went away.
+                (watch_uri(PODS, "101"), Some((ok, gone_body))),
+                (
+                    format!("{PODS}?&limit=500"),
+                    Some((
+                        ok,
+                        pod_list(
+                            "200",
+                            vec![
+                                pod_json("10.244.1.1", &[], "150"),
+                                pod_json("10.244.1.2", &[], "91"),
+                            ],
+                        ),
+                    )),
+                ),
+                (watch_uri(PODS, "200"), None),
+            ],
+        ),
+    ]);
+    let server = tokio::spawn(serve_watches(handle, scripts));
+
+    // Whether the opting-out pod is named, each time web's file is written.
+    let mut named = Vec::new();
+    let mut generations = Vec::new();
+    while !server.is_finished() {
+        let Ok(Some(input)) = tokio::time::timeout(Duration::from_millis(50), stream.next()).await
+        else {
+            continue;
+        };
+        renderer.apply(input);
+        let flush = renderer.flush();
+        for change in &flush.batch.changes {
+            generations.push(match change.kind {
+                ChangeKind::Created { generation } | ChangeKind::Updated { generation } => {
+                    generation
+                }
+                ChangeKind::Deleted => 0,
+            });
+            let text = std::fs::read_to_string(&file).unwrap();
+            assert!(text.contains("uid: uid-10-244-1-2"), "{text}");
+            named.push(text.contains("uid: uid-10-244-1-1"));
+        }
+    }
+    let seen = server.await.unwrap();
+    assert_eq!(named, vec![true, false, true]);
+    assert_eq!(generations, vec![1, 2, 3]);
+    assert_eq!(
+        seen[PODS],
+        vec![
+            format!("GET {PODS}?&limit=500 accept={METADATA_LIST}"),
+            format!("GET {} accept={METADATA}", watch_uri(PODS, "100")),
+            format!("GET {} accept={METADATA}", watch_uri(PODS, "101")),
+            format!("GET {PODS}?&limit=500 accept={METADATA_LIST}"),
+            format!("GET {} accept={METADATA}", watch_uri(PODS, "200")),
+        ]
+    );
+    // Services and EndpointSlices are read whole, not as metadata.
+    for line in seen[SERVICES].iter().chain(&seen[SLICES]) {
+        assert!(!line.contains("PartialObjectMetadata"), "{line}");
+    }
 }
 
 #[tokio::test]

@@ -1,6 +1,7 @@
 //! The deployment examples grant what the exporter's API calls need: every call the code makes
 //! (see `watch`, `status`, `lease`, `events`) must be allowed by examples/deploy/exporter-rbac.yaml
-//! for the ServiceAccount exporter-deployment.yaml runs as.
+//! for the ServiceAccount exporter-deployment.yaml runs as, and the watches by the role of the
+//! render-only exporter in engine-daemonset.yaml.
 
 use std::collections::BTreeSet;
 use std::path::Path;
@@ -22,31 +23,15 @@ fn strings(v: &Value) -> Vec<String> {
         .collect()
 }
 
-#[test]
-fn rbac_covers_every_call_of_the_allocating_exporter() {
-    let rbac = documents("exporter-rbac.yaml");
-    let deployment = documents("exporter-deployment.yaml");
-    let account = deployment
-        .iter()
-        .find(|d| d["kind"] == "Deployment")
-        .and_then(|d| d.pointer("/spec/template/spec/serviceAccountName"))
-        .and_then(Value::as_str)
-        .unwrap()
-        .to_owned();
-    let namespace = deployment[0]["metadata"]["namespace"]
-        .as_str()
-        .unwrap()
-        .to_owned();
-
-    // Roles bound to the account.
+/// The (apiGroup, resource, verb) triples the roles in `rbac` grant the ServiceAccount
+/// `account` of `namespace` through their bindings.
+fn granted(rbac: &[Value], account: &str, namespace: &str) -> BTreeSet<(String, String, String)> {
     let bound: BTreeSet<(String, String)> = rbac
         .iter()
         .filter(|d| d["kind"] == "ClusterRoleBinding" || d["kind"] == "RoleBinding")
         .filter(|d| {
             d["subjects"].as_array().into_iter().flatten().any(|s| {
-                s["kind"] == "ServiceAccount"
-                    && s["name"] == account.as_str()
-                    && s["namespace"] == namespace.as_str()
+                s["kind"] == "ServiceAccount" && s["name"] == account && s["namespace"] == namespace
             })
         })
         .map(|d| {
@@ -70,8 +55,7 @@ fn rbac_covers_every_call_of_the_allocating_exporter() {
         }
         if role["kind"] == "Role" {
             assert_eq!(
-                role["metadata"]["namespace"],
-                namespace.as_str(),
+                role["metadata"]["namespace"], namespace,
                 "the Lease Role lives where the Lease is"
             );
         }
@@ -85,19 +69,63 @@ fn rbac_covers_every_call_of_the_allocating_exporter() {
             }
         }
     }
-    let needed = [
-        ("", "services", "list"),
-        ("", "services", "watch"),
+    granted
+}
+
+/// The ServiceAccount (and its namespace) the workload of `kind` in `documents` runs as.
+fn account_of(documents: &[Value], kind: &str) -> (String, String) {
+    let workload = documents.iter().find(|d| d["kind"] == kind).unwrap();
+    (
+        workload
+            .pointer("/spec/template/spec/serviceAccountName")
+            .and_then(Value::as_str)
+            .unwrap()
+            .to_owned(),
+        workload["metadata"]["namespace"]
+            .as_str()
+            .unwrap()
+            .to_owned(),
+    )
+}
+
+/// The exporter's watches: Services, EndpointSlices and Pods' metadata.
+const WATCHES: [(&str, &str, &str); 6] = [
+    ("", "services", "list"),
+    ("", "services", "watch"),
+    ("discovery.k8s.io", "endpointslices", "list"),
+    ("discovery.k8s.io", "endpointslices", "watch"),
+    ("", "pods", "list"),
+    ("", "pods", "watch"),
+];
+
+#[test]
+fn rbac_covers_the_watches_of_the_render_only_exporter_beside_each_engine() {
+    let documents = documents("engine-daemonset.yaml");
+    let (account, namespace) = account_of(&documents, "DaemonSet");
+    let granted = granted(&documents, &account, &namespace);
+    for (group, resource, verb) in WATCHES {
+        assert!(
+            granted.contains(&(group.to_owned(), resource.to_owned(), verb.to_owned())),
+            "{account} may not {verb} {group}/{resource}; granted: {granted:?}"
+        );
+    }
+}
+
+#[test]
+fn rbac_covers_every_call_of_the_allocating_exporter() {
+    let rbac = documents("exporter-rbac.yaml");
+    let deployment = documents("exporter-deployment.yaml");
+    let (account, namespace) = account_of(&deployment, "Deployment");
+    let granted = granted(&rbac, &account, &namespace);
+    let needed = WATCHES.into_iter().chain([
         ("", "services", "get"),
         ("", "services/status", "patch"),
-        ("discovery.k8s.io", "endpointslices", "list"),
-        ("discovery.k8s.io", "endpointslices", "watch"),
         ("events.k8s.io", "events", "create"),
         ("events.k8s.io", "events", "patch"),
         ("coordination.k8s.io", "leases", "get"),
         ("coordination.k8s.io", "leases", "create"),
         ("coordination.k8s.io", "leases", "update"),
-    ];
+    ]);
     for (group, resource, verb) in needed {
         assert!(
             granted.contains(&(group.to_owned(), resource.to_owned(), verb.to_owned())),

@@ -47,6 +47,8 @@ async fn the_render_loop_writes_after_sync_and_hands_the_services_to_the_allocat
             ))),
         ),
         Input::Slice(0, Box::new(Event::InitDone)),
+        Input::Pod(0, Box::new(Event::Init)),
+        Input::Pod(0, Box::new(Event::InitDone)),
     ];
     let metrics = Arc::new(Metrics::default());
     let health = Arc::new(Health::default());

@@ -8,6 +8,7 @@ use std::fs;
 use std::path::{Path, PathBuf};
 
 use balanced_exporter::config::RenderConfig;
+use balanced_exporter::pods::OptedOut;
 use balanced_exporter::writer::Writer;
 use balanced_exporter::{dump, render};
 
@@ -45,7 +46,14 @@ fn check_case(case: &str, config: &RenderConfig) {
         .join(case);
     let input = dir.join("input.yaml");
     let dump = dump::parse(&input, &fs::read_to_string(&input).unwrap()).unwrap();
-    let rendered = render::render(&dump.services, &dump.slices, config, &BTreeMap::new());
+    let (opted_out, pod_warnings) = OptedOut::from_pods(&dump.pods);
+    let rendered = render::render(
+        &dump.services,
+        &dump.slices,
+        &opted_out,
+        config,
+        &BTreeMap::new(),
+    );
     let out = tempfile::tempdir().unwrap();
     let mut writer = Writer::open(out.path(), None).unwrap();
     writer.sync(rendered.manifests).into_result().unwrap();
@@ -54,6 +62,11 @@ fn check_case(case: &str, config: &RenderConfig) {
         .problems
         .iter()
         .map(|p| format!("{}: {}\n", p.reason.as_str(), p.message))
+        .chain(
+            pod_warnings
+                .iter()
+                .map(|w| format!("InvalidAnnotation: {w}\n")),
+        )
         .collect();
 
     let expected_dir = dir.join("expected");
@@ -102,13 +115,26 @@ fn rendering_does_not_depend_on_object_order() {
         Path::new(env!("CARGO_MANIFEST_DIR")).join("tests/fixtures/render/cluster/input.yaml");
     let mut dump = dump::parse(&input, &fs::read_to_string(&input).unwrap()).unwrap();
     let config = RenderConfig::default();
-    let forward = render::render(&dump.services, &dump.slices, &config, &BTreeMap::new());
+    let (opted_out, _) = OptedOut::from_pods(&dump.pods);
+    let forward = render::render(
+        &dump.services,
+        &dump.slices,
+        &opted_out,
+        &config,
+        &BTreeMap::new(),
+    );
     dump.services.reverse();
     dump.slices.reverse();
     for slice in &mut dump.slices {
         slice.endpoints.reverse();
     }
-    let backward = render::render(&dump.services, &dump.slices, &config, &BTreeMap::new());
+    let backward = render::render(
+        &dump.services,
+        &dump.slices,
+        &opted_out,
+        &config,
+        &BTreeMap::new(),
+    );
     assert_eq!(forward, backward);
     assert!(!forward.manifests.is_empty());
 }

@@ -1,17 +1,31 @@
 //! The render loop's core without an API server: last good configuration across invalid
-//! annotations and restarts, Warning Events raised once, and only the touched Service's file
-//! rewritten when one EndpointSlice changes.
+//! annotations and restarts, Warning Events raised once, only the touched Service's file
+//! rewritten when one EndpointSlice changes, and pods' opt-out of the backend role re-rendering
+//! only the Services that name the pod.
 
 use balanced_exporter::config::RenderConfig;
-use balanced_exporter::fixtures::{service, slice, with_annotation, with_ingress};
+use balanced_exporter::fixtures::{
+    pod_meta, service, slice, with_annotation, with_ingress, with_pod_refs,
+};
+use balanced_exporter::pods::{LEGACY_TUNNEL_IGNORE, TUNNEL_IGNORE};
 use balanced_exporter::run::Renderer;
 use balanced_exporter::watch::{Cache, Input};
 use balanced_exporter::writer::Writer;
-use k8s_openapi::api::core::v1::Service;
+use k8s_openapi::api::core::v1::{Pod, Service};
 use k8s_openapi::api::discovery::v1::EndpointSlice;
+use kube::core::PartialObjectMeta;
 use kube::runtime::watcher::Event;
 
 fn synced(dir: &std::path::Path, services: Vec<Service>, slices: Vec<EndpointSlice>) -> Renderer {
+    synced_with_pods(dir, services, slices, Vec::new())
+}
+
+fn synced_with_pods(
+    dir: &std::path::Path,
+    services: Vec<Service>,
+    slices: Vec<EndpointSlice>,
+    pods: Vec<PartialObjectMeta<Pod>>,
+) -> Renderer {
     let mut renderer = Renderer::new(
         RenderConfig::default(),
         Cache::new(&[]),
@@ -31,6 +45,15 @@ fn synced(dir: &std::path::Path, services: Vec<Service>, slices: Vec<EndpointSli
         renderer.apply(Input::Slice(0, Box::new(Event::InitApply(s))));
     }
     renderer.apply(Input::Slice(0, Box::new(Event::InitDone)));
+    assert!(
+        renderer.flush().batch.changes.is_empty(),
+        "rendered before the Pods were listed"
+    );
+    renderer.apply(Input::Pod(0, Box::new(Event::Init)));
+    for p in pods {
+        renderer.apply(Input::Pod(0, Box::new(Event::InitApply(p))));
+    }
+    renderer.apply(Input::Pod(0, Box::new(Event::InitDone)));
     renderer
 }
 
@@ -194,5 +217,140 @@ fn a_service_with_no_known_good_configuration_keeps_its_files_untouched() {
     assert!(
         text.contains("generation: 8") && text.contains("scheduler: rr"),
         "{text}"
+    );
+}
+
+fn pod_slice(service: &str, addresses: &[&str]) -> EndpointSlice {
+    let addresses: Vec<String> = addresses.iter().map(|a| (*a).to_owned()).collect();
+    with_pod_refs(slice("shop", service, "a", &[80], &addresses))
+}
+
+fn pod_event(address: &str, annotations: &[(&str, &str)]) -> Input {
+    Input::Pod(
+        0,
+        Box::new(Event::Apply(pod_meta("shop", address, annotations))),
+    )
+}
+
+#[test]
+fn an_opted_out_pod_in_the_initial_list_is_never_named() {
+    let dir = tempfile::tempdir().unwrap();
+    let mut renderer = synced_with_pods(
+        dir.path(),
+        vec![web(None)],
+        vec![pod_slice("web", &["10.244.0.1", "10.244.0.2"])],
+        vec![
+            pod_meta("shop", "10.244.0.1", &[(LEGACY_TUNNEL_IGNORE, "TRUE")]),
+            pod_meta("shop", "10.244.0.2", &[]),
+        ],
+    );
+    let flush = renderer.flush();
+    assert_eq!(flush.batch.changes.len(), 1);
+    let text = std::fs::read_to_string(dir.path().join("shop/web.yaml")).unwrap();
+    assert!(text.contains("address: \"10.244.0.1\""), "{text}");
+    assert!(!text.contains("uid-10-244-0-1"), "{text}");
+    assert!(text.contains("uid: uid-10-244-0-2"), "{text}");
+}
+
+#[test]
+fn a_pod_opting_out_rerenders_only_the_services_that_name_it() {
+    let dir = tempfile::tempdir().unwrap();
+    let file = dir.path().join("shop/web.yaml");
+    let api = with_ingress(service("shop", "api", &[80], 2), &["198.51.100.11"]);
+    let mut renderer = synced(
+        dir.path(),
+        vec![web(None), api],
+        vec![
+            pod_slice("web", &["10.244.0.1", "10.244.0.2"]),
+            pod_slice("api", &["10.244.1.1"]),
+        ],
+    );
+    assert_eq!(renderer.flush().batch.changes.len(), 2);
+    assert!(
+        std::fs::read_to_string(&file)
+            .unwrap()
+            .contains("uid: uid-10-244-0-1")
+    );
+
+    renderer.apply(pod_event("10.244.0.1", &[(TUNNEL_IGNORE, "true")]));
+    let flush = renderer.flush();
+    assert_eq!(flush.services_rendered, 1, "only web names the pod");
+    let paths: Vec<&str> = flush
+        .batch
+        .changes
+        .iter()
+        .map(|c| c.path.as_str())
+        .collect();
+    assert_eq!(paths, vec!["shop/web.yaml"]);
+    let text = std::fs::read_to_string(&file).unwrap();
+    assert!(
+        text.contains("address: \"10.244.0.1\""),
+        "still a backend: {text}"
+    );
+    assert!(!text.contains("uid-10-244-0-1"), "{text}");
+    assert!(text.contains("uid: uid-10-244-0-2"), "{text}");
+
+    // The same annotation again, or a pod no slice names: nothing is rendered.
+    renderer.apply(pod_event("10.244.0.1", &[(TUNNEL_IGNORE, "True")]));
+    renderer.apply(pod_event("10.244.9.9", &[(TUNNEL_IGNORE, "true")]));
+    let flush = renderer.flush();
+    assert_eq!(flush.services_rendered, 0);
+    assert!(flush.batch.changes.is_empty());
+
+    // Taking the annotation away names the pod again.
+    renderer.apply(pod_event("10.244.0.1", &[]));
+    let flush = renderer.flush();
+    assert_eq!(flush.services_rendered, 1);
+    assert_eq!(flush.batch.changes.len(), 1);
+    assert!(
+        std::fs::read_to_string(&file)
+            .unwrap()
+            .contains("uid: uid-10-244-0-1")
+    );
+
+    // Deleting an opted-out pod re-renders its Service (whose slice will drop it anyway).
+    renderer.apply(pod_event("10.244.1.1", &[(TUNNEL_IGNORE, "true")]));
+    assert_eq!(renderer.flush().services_rendered, 1);
+    renderer.apply(Input::Pod(
+        0,
+        Box::new(Event::Delete(pod_meta("shop", "10.244.1.1", &[]))),
+    ));
+    assert_eq!(renderer.flush().services_rendered, 1);
+}
+
+#[test]
+fn an_invalid_opt_out_value_is_warned_about_once_per_value_and_names_the_pod() {
+    let dir = tempfile::tempdir().unwrap();
+    let mut renderer = synced(
+        dir.path(),
+        vec![web(None)],
+        vec![pod_slice("web", &["10.244.0.1"])],
+    );
+    renderer.flush();
+    renderer.apply(pod_event("10.244.0.1", &[(TUNNEL_IGNORE, "yes")]));
+    let flush = renderer.flush();
+    assert!(flush.batch.changes.is_empty(), "the pod stays named");
+    assert_eq!(flush.notices.len(), 1);
+    let notice = &flush.notices[0];
+    assert!(notice.warning);
+    assert_eq!(notice.reason, "InvalidAnnotation");
+    assert_eq!(notice.reference.kind.as_deref(), Some("Pod"));
+    assert_eq!(notice.reference.name.as_deref(), Some("pod-10-244-0-1"));
+    assert!(
+        notice.note.contains("balanced.io/tunnel-ignore \"yes\""),
+        "{}",
+        notice.note
+    );
+
+    renderer.apply(pod_event("10.244.0.1", &[(TUNNEL_IGNORE, "yes")]));
+    assert!(renderer.flush().notices.is_empty(), "reported once");
+    renderer.apply(pod_event("10.244.0.1", &[(TUNNEL_IGNORE, "ture")]));
+    assert_eq!(renderer.flush().notices.len(), 1, "a new value is new");
+    renderer.apply(pod_event("10.244.0.1", &[]));
+    renderer.apply(pod_event("10.244.0.1", &[(TUNNEL_IGNORE, "ture")]));
+    assert_eq!(
+        renderer.flush().notices.len(),
+        1,
+        "fixed, then broken again: reported again"
     );
 }

@@ -12,6 +12,7 @@ use balanced_exporter::Error;
 use balanced_exporter::config::RenderConfig;
 use balanced_exporter::fixtures::{service, slice, with_ingress};
 use balanced_exporter::manifest::{ServiceKey, from_yaml};
+use balanced_exporter::pods::OptedOut;
 use balanced_exporter::render::render;
 use balanced_exporter::writer::{ChangeKind, GitConfig, Writer};
 use balanced_schemas::v1::Balancer;
@@ -23,7 +24,14 @@ fn web(n: usize) -> BTreeMap<String, Balancer> {
         .map(|i| format!("10.244.{}.{}", i / 250, i % 250 + 1))
         .collect();
     let slices = vec![slice("shop", "web", "a", &[80], &addresses)];
-    render(&[svc], &slices, &RenderConfig::default(), &BTreeMap::new()).manifests
+    render(
+        &[svc],
+        &slices,
+        &OptedOut::default(),
+        &RenderConfig::default(),
+        &BTreeMap::new(),
+    )
+    .manifests
 }
 
 fn generation(path: &Path) -> Option<u64> {

@@ -133,7 +133,7 @@ ensure_differential_bin() {
 # (Debian's kernel is built without ip_vs_twos: CONFIG_IP_VS_TWOS is not set.)
 GUEST_MODULES="crc32c_generic ip_vs ip_vs_rr ip_vs_wrr ip_vs_lc ip_vs_wlc ip_vs_lblc ip_vs_lblcr
   ip_vs_dh ip_vs_sh ip_vs_sed ip_vs_nq ip_vs_fo ip_vs_ovf ip_vs_mh ip_vs_pe_sip
-  ipip sit ip_gre fou dummy veth bridge tcp_diag"
+  ipip sit ip_gre fou ip6_tunnel ip6_gre fou6 dummy veth bridge tcp_diag"
 
 # build_initramfs OUT ROOTFS_EXTRA_DIR [SRC:DEST ...]
 # A gzip'd newc archive: busybox, ipvsadm, ip, strace (with their libraries), the kernel modules

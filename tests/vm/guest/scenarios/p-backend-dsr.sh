@@ -6,7 +6,10 @@
 #                                └── eth1 10.0.0.2/30 ── router eth2 10.0.0.1 (replies' way out)
 #   pods: namespaces /run/netns/<pod UID> (--netns-dir, as a CNI naming them would), eth0 on cni0
 #
-# Then GUE (a FOU port feeding tunl0), GRE (gre0) and an IPv6 VIP over IPv4 (sit0), each answered.
+# Then GUE (a FOU port feeding tunl0), GRE (gre0) and an IPv6 VIP over IPv4 (sit0), each answered;
+# then IPv6 VIPs to the pod's IPv6 address: IPv6-in-IPv6 (ip6tnl0), GRE over IPv6 (ip6gre0) and
+# GUE over IPv6 (a FOU -6 port feeding ip6tnl0), answered directly too; and the backend role's
+# own /status, /metrics, /readyz and `balanced status --role backend`.
 # pod-c is another node's backend (weight 0, so the director never picks it): left alone.
 # The pods start with nothing but eth0 and a default route; `balanced --role backend` does the
 # rest. Replies leave the knode towards the router directly: the director's bridge port to the
@@ -161,7 +164,7 @@ fi
 
 # -- a pod restarted in a new namespace is configured again by `run` ----------------------------
 mkdir -p $BK_STATE
-bk run $M --pod-resync 1s > /tmp/p.run.log 2>&1 &
+bk run $M --pod-resync 1s --metrics-addr 127.0.0.1:0 > /tmp/p.run.log 2>&1 &
 runpid=$!
 ip -n knode link del veth11
 ip netns del $UA
@@ -271,9 +274,111 @@ check_eq "(p) pod-b: the IPv6 VIP on sit0, its MTU, rule and MSS route (advmss 1
 fetch "http://[$V6]/" > /dev/null   # neighbours first, as above
 check_eq "(p) client -> [$V6]:80 answered by pod-b (IPv6 in IPv4)" "pod-b pod-b" "$(fetch_n 2 "http://[$V6]/")"
 
+# -- IPv6 to the pod's IPv6 address: the director reaches pod-b at 2001:db8:244::12 -----------
+ip -n knode -6 addr add 2001:db8:2::30/64 dev eth0 nodad
+ip -6 route add 2001:db8:244::/64 via 2001:db8:2::30
+V6I=2001:db8:100::51 V6G=2001:db8:100::52 V6U=2001:db8:100::53
+to_pod_b6() {  # to_pod_b6 ENCAPSULATION [GUE_PORT]: TCP:80 tunnelled to pod-b's IPv6 address
+  port=""
+  [ -n "${2:-}" ] && port="      port: $2"
+  cat <<YAML
+  - protocol: TCP
+    port: 80
+    scheduler: rr
+    forwarding:
+      method: tunnel
+      encapsulation: $1
+$port
+    backends:
+$(backend 2001:db8:244::12 $UB knode)
+YAML
+}
+manifest $M/v6-ipip.yaml dsr-v6-ipip $V6I "$(to_pod_b6 ipip)"
+manifest $M/v6-gre.yaml dsr-v6-gre $V6G "$(to_pod_b6 gre)"
+manifest $M/v6-gue.yaml dsr-v6-gue $V6U "$(to_pod_b6 gue 6081)"
+bal apply $M > /tmp/p.apply-v6b 2>&1
+check_exit "(p) director: apply IPv6 VIPs tunnelled to an IPv6 pod address (ipip, gre, gue)" 0 $? /tmp/p.apply-v6b
+ipvsadm -Ln | grep -A1 -e "$V6I" -e "$V6G" -e "$V6U"
+v6pod() {  # what balanced set in pod-b for IPv6 outer headers, one line
+  # (link-local addresses the kernel adds to devices that come up: not shown)
+  { echo "ip6tnl0=$(ip -n $UB -6 -o addr show dev ip6tnl0 | awk '$4 ~ /\/128$/ {print $4}' | sort | tr '\n' ' ')"
+    ip -n $UB -o link show dev ip6tnl0 | grep -o 'UP,LOWER_UP\|mtu [0-9]*'
+    echo "ip6gre0=$(ip -n $UB -6 -o addr show dev ip6gre0 | awk '$4 ~ /\/128$/ {print $4}' | tr '\n' ' ')"
+    ip -n $UB -o link show dev ip6gre0 | grep -o 'UP,LOWER_UP\|mtu [0-9]*'
+    echo "fou6=$(ip -n $UB fou show | grep -c 'port 6081 gue')"
+    echo "rules=$(ip -n $UB -6 rule show | grep -c 'lookup 4177')"
+    ip -n $UB -6 route show table 4177 | grep -o 'advmss [0-9]*'
+  } 2>&1 | tr '\n' ' ' | tr -s ' ' | sed 's/ $//'
+}
+# ip6tnl0 carries IPv6-in-IPv6 (40) and GUE (40 + 8 + 4): MTU 1450 - 52; ip6gre0: 1450 - 44;
+# the IPv6 MSS route takes the largest IPv6 overhead: 1450 - 52 - 60. Four IPv6 VIPs, four rules.
+want6b="ip6tnl0=$V6I/128 $V6U/128 UP,LOWER_UP mtu 1398 ip6gre0=$V6G/128 UP,LOWER_UP mtu 1406 fou6=1 rules=4 advmss 1338"
+n=0; while [ "$(v6pod)" != "$want6b" ] && [ $n -lt 40 ]; do usleep 500000; n=$((n + 1)); done
+check_eq "(p) pod-b: ip6tnl0 and ip6gre0 up with their VIPs and MTUs, FOU -6 port, rules, advmss" \
+  "$want6b" "$(v6pod)"
+for v in $V6I $V6G $V6U; do fetch "http://[$v]/" > /dev/null; done   # neighbours first
+devrx() { nsx $UB cat /sys/class/net/$1/statistics/rx_packets; }
+knrx0=$(rx kn-lan) kntx0=$(tx kn-lan) out0=$(nsx knode cat /sys/class/net/eth1/statistics/tx_packets)
+t6rx0=$(devrx ip6tnl0) g6rx0=$(devrx ip6gre0)
+ans="$(fetch_n 2 "http://[$V6I]/") / $(fetch_n 2 "http://[$V6G]/") / $(fetch_n 2 "http://[$V6U]/")"
+check_eq "(p) client -> [$V6I] (ip6ip6), [$V6G] (GRE), [$V6U] (GUE) over IPv6: pod-b answers" \
+  "pod-b pod-b / pod-b pod-b / pod-b pod-b" "$ans"
+knrx=$(( $(rx kn-lan) - knrx0 )) kntx=$(( $(tx kn-lan) - kntx0 ))
+out=$(( $(nsx knode cat /sys/class/net/eth1/statistics/tx_packets) - out0 ))
+t6rx=$(( $(devrx ip6tnl0) - t6rx0 )) g6rx=$(( $(devrx ip6gre0) - g6rx0 ))
+echo "IPv6: director -> knode frames: $kntx; knode -> director: $knrx; knode -> router: $out;" \
+     "decapsulated by pod-b's ip6tnl0: $t6rx, ip6gre0: $g6rx"
+if [ $kntx -ge 18 ] && [ $out -ge 18 ] && [ $knrx -le 2 ] && [ $t6rx -ge 12 ] && [ $g6rx -ge 6 ]; then
+  pass "(p) IPv6 replies bypass the director: $kntx frames to the knode, $knrx back, $out to the router; ip6tnl0 took $t6rx, ip6gre0 $g6rx"
+else
+  fail "(p) IPv6 replies bypass the director" \
+       ">= 18 in, >= 18 to the router, <= 2 back; >= 12 decapsulated by ip6tnl0, >= 6 by ip6gre0" \
+       "to knode $kntx, back $knrx, to router $out, ip6tnl0 $t6rx, ip6gre0 $g6rx"
+fi
+
+# MSS clamping over IPv6: pod-b's SYN-ACK from [$V6I] carries advmss 1338 (1450 - 52 - 60), and
+# the client sends 1338 less 12 bytes of timestamps (unclamped: 1450 - 60 - 12 = 1378).
+(sleep 20 | nsx client nc $V6I 80 >/dev/null 2>&1) &
+ncpid=$!
+wait_until 15 sh -c "/usr/sbin/ip netns exec client ss -tn state established | grep -q '$V6I\]:80'"
+nsx client ss -tin > /tmp/p.ss6 2>&1
+cat /tmp/p.ss6
+mss=$(grep -o '[^a-z]mss:[0-9]*' /tmp/p.ss6 | head -1 | tr -dc 'a-z:0-9')
+check_eq "(p) IPv6: the client's connection to [$V6I] took the clamped MSS (1338 - 12)" "mss:1326" "$mss"
+kill $ncpid 2>/dev/null
+
+# -- the backend role's own endpoint and status ---------------------------------------------------
+# pod-a's namespace is gone and pod-d's process was killed: both skipped; pod-b holds 7 VIPs
+# (tunl0: .50 .51, gre0: .53, sit0: ::50, ip6tnl0: ::51 ::53, ip6gre0: ::52).
+addr=$(cat $BK_STATE/metrics-address 2>/dev/null)
+get() { wget -q -O - "http://$addr$1" 2>/dev/null; }
+check "(p) backend role: /readyz answers 200 after its first pass" get /readyz
+get /status > /tmp/p.status.json
+get /metrics > /tmp/p.metrics
+grep '^balanced_backend_' /tmp/p.metrics | grep -v _bucket
+check_eq "(p) backend /metrics: pods by state and VIPs configured" \
+  "balanced_backend_pods{state=\"configured\"} 1 balanced_backend_pods{state=\"skipped\"} 2 balanced_backend_pods{state=\"failed\"} 0 balanced_backend_vips 7" \
+  "$(grep -e '^balanced_backend_pods' -e '^balanced_backend_vips' /tmp/p.metrics | tr '\n' ' ' | sed 's/ $//')"
+if grep -q '^balanced_backend_actions_total{kind="addAddress",result="ok"} [1-9]' /tmp/p.metrics \
+   && grep -q '^balanced_backend_converge_duration_seconds_count [1-9]' /tmp/p.metrics; then
+  pass "(p) backend /metrics counts applied actions and passes"
+else fail "(p) backend /metrics counts applied actions and passes" "addAddress ok > 0, passes > 0" "$(cat /tmp/p.metrics)"; fi
+if grep -A1 "\"vip\": \"$V6G\"" /tmp/p.status.json | grep -q '"device": "ip6gre0"' \
+   && grep -q "\"netns\": \"/run/netns/$UB\"" /tmp/p.status.json \
+   && grep -q '"skipped": "no network namespace found on this node"' /tmp/p.status.json; then
+  pass "(p) backend /status: pod-b's netns and VIPs by device, pod-a skipped with its reason"
+else fail "(p) backend /status lists pods, devices and skips" "$V6G on ip6gre0, /run/netns/$UB, a skip" "$(cat /tmp/p.status.json)"; fi
+balanced status --role backend --state-dir $BK_STATE > /tmp/p.status.txt 2>&1
+cat /tmp/p.status.txt
+if grep -q "^pod default/web-$UB (uid $UB): configured" /tmp/p.status.txt \
+   && grep -q "vip $V6I on ip6tnl0" /tmp/p.status.txt && grep -q "tunnel gue port 6081 over IPv6" /tmp/p.status.txt; then
+  pass "(p) balanced status --role backend shows pod-b configured, its tunnels and VIPs"
+else fail "(p) balanced status --role backend" "pod-b configured, vip $V6I on ip6tnl0, gue over IPv6" "$(cat /tmp/p.status.txt)"; fi
+
 kill $runpid; wait $runpid 2>/dev/null
 tail -20 /tmp/p.run.log
 
 for ns in $UB $UC knode; do ip netns del $ns 2>/dev/null; done
 ip route del 10.244.1.0/24 2>/dev/null
+ip -6 route del 2001:db8:244::/64 2>/dev/null
 ip -n router link del eth2 2>/dev/null
