@@ -5,7 +5,7 @@
 //! directory, compiles and plans; it never talks to a dataplane (callers observe and execute).
 
 use std::cell::RefCell;
-use std::collections::{BTreeMap, HashMap};
+use std::collections::{BTreeMap, BTreeSet, HashMap};
 use std::net::IpAddr;
 use std::path::{Path, PathBuf};
 use std::time::SystemTime;
@@ -19,7 +19,7 @@ use crate::dataplane::ObserveRequest;
 use crate::error::EngineError;
 use crate::maintenance::Maintenance;
 use crate::manifests::{ManifestSet, Resolution};
-use crate::model::{NodeState, ServiceKey};
+use crate::model::{Interface, NodeState, ServiceKey};
 use crate::plan::{DrainRecord, Plan, PlanOptions, plan};
 use crate::state_dir::StateDir;
 
@@ -82,6 +82,53 @@ struct Compiled {
     files: HashMap<u64, Fragment>,
     vip_refs: BTreeMap<IpAddr, usize>,
     round: u64,
+    /// What the last update changed.
+    touched: Touched,
+}
+
+/// The services and VIPs of the file versions the last update took out or put in; `all`
+/// when it compiled everything anew.
+#[derive(Debug, Default)]
+struct Touched {
+    all: bool,
+    services: BTreeSet<ServiceKey>,
+    vips: BTreeSet<IpAddr>,
+}
+
+impl Touched {
+    fn add(&mut self, services: &[ServiceKey], vips: &[IpAddr]) {
+        self.services.extend(services.iter().copied());
+        self.vips.extend(vips.iter().copied());
+    }
+
+    /// The part of `state` a change to these files can concern: their services, every service
+    /// on their VIPs, their VIP addresses, and the node-wide settings.
+    fn scope(&self, state: &NodeState) -> NodeState {
+        let touched = |key: &ServiceKey| {
+            self.services.contains(key) || key.vip().is_some_and(|vip| self.vips.contains(&vip))
+        };
+        NodeState {
+            interface: Interface {
+                name: state.interface.name.clone(),
+                exists: state.interface.exists,
+                up: state.interface.up,
+                addresses: state
+                    .interface
+                    .addresses
+                    .intersection(&self.vips)
+                    .copied()
+                    .collect(),
+            },
+            services: state
+                .services
+                .iter()
+                .filter(|(key, _)| touched(key))
+                .map(|(key, service)| (*key, service.clone()))
+                .collect(),
+            sysctls: state.sysctls.clone(),
+            timeouts: state.timeouts,
+        }
+    }
 }
 
 #[derive(Debug)]
@@ -93,12 +140,14 @@ struct Fragment {
 
 impl Compiled {
     fn update(&mut self, manifests: &ManifestSet, spec: &NodeConfigSpec) {
+        self.touched = Touched::default();
         if self.node.as_ref() != Some(spec) {
             *self = Compiled {
                 node: Some(spec.clone()),
                 state: compile(&[], spec),
                 ..Compiled::default()
             };
+            self.touched.all = true;
         }
         self.round += 1;
         let round = self.round;
@@ -120,6 +169,7 @@ impl Compiled {
             .collect();
         for serial in gone {
             if let Some(old) = self.files.remove(&serial) {
+                self.touched.add(&old.services, &old.vips);
                 self.take_out(&old);
             }
         }
@@ -143,6 +193,7 @@ impl Compiled {
                 *self.vip_refs.entry(*vip).or_default() += 1;
                 self.state.interface.addresses.insert(*vip);
             }
+            self.touched.add(&fragment.services, &fragment.vips);
             self.files.insert(serial, fragment);
         }
     }
@@ -216,7 +267,12 @@ impl Converger {
     /// Plans against `observed` with the desired state kept compiled between calls and
     /// updated only for the files whose version in force changed (the daemon's hot path);
     /// the same result as [`Converger::desired`] + [`Converger::plan`].
-    pub fn plan_incremental(&self, observed: &NodeState, now: SystemTime) -> Plan {
+    ///
+    /// `settled`: the caller vouches that `observed` held everything the previous plan asked
+    /// for, with nothing held, waiting or failed, and the drain record empty — so nothing
+    /// outside the changed files' services and VIPs can differ, and only that part is planned
+    /// (a deletion limit that bites in the part is judged on the whole node again).
+    pub fn plan_incremental(&self, observed: &NodeState, now: SystemTime, settled: bool) -> Plan {
         let mut compiled = self.compiled.borrow_mut();
         if !self.manifests.is_clean() {
             *compiled = Compiled::default();
@@ -229,6 +285,19 @@ impl Converger {
             let mut desired = compiled.state.clone();
             self.maintenance.apply(&self.node.spec, &mut desired);
             return self.plan(&desired, observed, now);
+        }
+        let record_empty =
+            self.record.destinations.is_empty() && self.record.withdrawals.is_empty();
+        if settled && record_empty && !compiled.touched.all {
+            let touched = &compiled.touched;
+            let part = self.plan(
+                &touched.scope(&compiled.state),
+                &touched.scope(observed),
+                now,
+            );
+            if part.held.is_empty() {
+                return part;
+            }
         }
         self.plan(&compiled.state, observed, now)
     }
@@ -294,7 +363,7 @@ mod tests {
             Converger::open(node, std::slice::from_ref(&dir), state, false).unwrap();
         let observed = NodeState::default();
         let check = |converger: &Converger| {
-            let incremental = converger.plan_incremental(&observed, SystemTime::UNIX_EPOCH);
+            let incremental = converger.plan_incremental(&observed, SystemTime::UNIX_EPOCH, false);
             let desired = converger.desired();
             assert_eq!(converger.compiled.borrow().state, desired);
             assert_eq!(
@@ -340,5 +409,82 @@ mod tests {
             "d.yaml",
             Some(balancer("d", "198.51.100.4", 53, 1)),
         );
+    }
+
+    #[test]
+    fn a_settled_node_plans_only_the_changed_files_and_gets_the_full_plan() {
+        let root = tempfile::tempdir().unwrap();
+        let dir = root.path().join("m");
+        fs::create_dir_all(&dir).unwrap();
+        let config = root.path().join("node.yaml");
+        fs::write(
+            &config,
+            "apiVersion: balanced.io/v1\nkind: NodeConfig\nmetadata:\n  name: n\nspec:\n  \
+             vipRanges: [198.51.100.0/24]\n  withdrawDelay: 0s\n  maxDeletions:\n    services: 1\n",
+        )
+        .unwrap();
+        for (file, vip, port) in [("a", 1, 80), ("b", 1, 443), ("c", 3, 80), ("d", 4, 80)] {
+            let text = balancer(file, &format!("198.51.100.{vip}"), port, 1);
+            fs::write(dir.join(format!("{file}.yaml")), text).unwrap();
+        }
+        let node = NodeConfig::load(&config).unwrap();
+        let state = StateDir::new(root.path().join("state"));
+        let mut converger =
+            Converger::open(node, std::slice::from_ref(&dir), state, false).unwrap();
+        let now = SystemTime::UNIX_EPOCH;
+        let mut observed = NodeState::default();
+        let mut settled = false;
+        // Plans incrementally and fully, checks they agree, and applies the plan to `observed`.
+        let mut step = |converger: &Converger, observed: &mut NodeState| {
+            let incremental = converger.plan_incremental(observed, now, settled);
+            let full = converger.plan(&converger.desired(), observed, now);
+            assert_eq!(incremental, full);
+            for action in &incremental.actions {
+                crate::kernel_sim::apply_action(observed, action).unwrap();
+            }
+            settled = incremental.held.is_empty() && incremental.waiting.is_empty();
+            incremental
+        };
+        assert!(!step(&converger, &mut observed).actions.is_empty());
+        assert!(converger.compiled.borrow().touched.all);
+        let change = |converger: &mut Converger, file: &str, text: Option<String>| {
+            let path = dir.join(format!("{file}.yaml"));
+            match text {
+                Some(text) => fs::write(&path, text).unwrap(),
+                None => fs::remove_file(&path).unwrap(),
+            }
+            assert!(converger.manifests.refresh_paths(&[path]));
+            converger.resolve();
+        };
+        let vip = |n: u8| -> IpAddr { format!("198.51.100.{n}").parse().unwrap() };
+        // A weight: only c's service and VIP are planned.
+        change(
+            &mut converger,
+            "c",
+            Some(balancer("c", "198.51.100.3", 80, 5)),
+        );
+        assert_eq!(step(&converger, &mut observed).actions.len(), 1);
+        let touched = converger.compiled.borrow().touched.vips.clone();
+        assert_eq!(touched, BTreeSet::from([vip(3)]));
+        // b leaves VIP .1, which a keeps: its service goes, the address stays.
+        change(&mut converger, "b", None);
+        step(&converger, &mut observed);
+        assert!(observed.interface.addresses.contains(&vip(1)));
+        // d moves to a new VIP: withdraw .4 and its service, announce .5.
+        change(
+            &mut converger,
+            "d",
+            Some(balancer("d", "198.51.100.5", 80, 1)),
+        );
+        step(&converger, &mut observed);
+        assert!(!observed.interface.addresses.contains(&vip(4)));
+        assert!(observed.interface.addresses.contains(&vip(5)));
+        // Two deletions where one is allowed: held in the part, and the full plan decides.
+        change(&mut converger, "a", None);
+        change(&mut converger, "c", None);
+        let plan = step(&converger, &mut observed);
+        assert!(!plan.held.is_empty(), "{plan:?}");
+        // Not settled: the full plan again, which still agrees.
+        step(&converger, &mut observed);
     }
 }

@@ -127,7 +127,9 @@ impl Daemon {
         }
         self.converger.resolve();
         self.report_diagnostics();
-        let plan = self.plan_now(now);
+        let plan = self
+            .converger
+            .plan_incremental(&self.cache, now, self.settled());
         debug!(
             paths = ?paths,
             actions = plan.actions.len(),
@@ -139,7 +141,16 @@ impl Daemon {
 
     /// Plans against the cache without re-reading anything (after a config reload).
     pub fn plan_now(&self, now: SystemTime) -> Plan {
-        self.converger.plan_incremental(&self.cache, now)
+        self.converger.plan_incremental(&self.cache, now, false)
+    }
+
+    /// Whether the cache holds everything the last plan asked for: it was applied without a
+    /// failure, held or left nothing waiting, and no observation failed since.
+    fn settled(&self) -> bool {
+        !self.suspect
+            && self.failures.is_empty()
+            && self.last_plan.held.is_empty()
+            && self.last_plan.waiting.is_empty()
     }
 
     /// Replaces the node config and re-resolves the set.
