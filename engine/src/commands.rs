@@ -4,10 +4,10 @@
 
 use std::io::Write;
 use std::path::{Path, PathBuf};
-use std::time::SystemTime;
+use std::time::{Instant, SystemTime};
 
 use balanced_schemas::{Diagnostic, SchemaKind, Severity, json_schema, validate_paths};
-use tracing::{error, info, warn};
+use tracing::{debug, error, info, warn};
 
 use crate::backend::converge::BackendRole;
 use crate::cli::{Cli, Command, DataplaneSpec, Output, Role, SchemaKindArg, Switch};
@@ -227,13 +227,22 @@ fn apply(
     allow_mass_delete: bool,
 ) -> Result<ExitStatus, EngineError> {
     let _lock = state.lock()?;
+    let started = Instant::now();
     let mut converger = Converger::open(node, dirs, state, allow_mass_delete)?;
     Converger::log_diagnostics(&converger.resolution.diagnostics);
+    let loaded = started.elapsed().as_secs_f64();
     let mut dataplane = open_dataplane(dataplane, false)?;
     let request = converger.node.observe_request();
     let observed = dataplane.observe(&request)?;
+    let observed_at = started.elapsed().as_secs_f64();
     let desired = converger.desired();
     let plan = converger.plan(&desired, &observed, SystemTime::now());
+    debug!(
+        load = loaded,
+        observe = observed_at - loaded,
+        plan = started.elapsed().as_secs_f64() - observed_at,
+        "seconds spent reading the manifests, observing and planning"
+    );
     info!(
         actions = plan.actions.len(),
         held = plan.held.len(),
