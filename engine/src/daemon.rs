@@ -32,7 +32,7 @@ use crate::error::{EngineError, ExitStatus};
 use crate::exec::{Failure, execute};
 use crate::maintenance::flag_path;
 use crate::metrics::{NodeView, Telemetry, service_names};
-use crate::model::NodeState;
+use crate::model::{NodeState, ServiceKey, VirtualService};
 use crate::plan::{Plan, WaitReason};
 use crate::state_dir::StateLock;
 use crate::status::{StatusDocument, Written, unix_seconds};
@@ -64,7 +64,12 @@ impl Daemon {
         converger: Converger,
         mut dataplane: Box<dyn Dataplane>,
     ) -> Result<Self, EngineError> {
+        let started = Instant::now();
         let cache = dataplane.observe(&converger.node.observe_request())?;
+        debug!(
+            seconds = started.elapsed().as_secs_f64(),
+            "observed the dataplane"
+        );
         let mut daemon = Daemon {
             converger,
             dataplane,
@@ -167,6 +172,7 @@ impl Daemon {
             self.converger.resolve();
             self.report_diagnostics();
         }
+        let rescanned = started.elapsed().as_secs_f64();
         let observed = match self
             .dataplane
             .observe(&self.converger.node.observe_request())
@@ -182,6 +188,7 @@ impl Daemon {
             }
         };
         self.telemetry.observed(true);
+        let observed_at = started.elapsed().as_secs_f64();
         let drift = drift(&self.cache, &observed, &self.converger.options.ownership);
         self.telemetry.drift(drift.len());
         if !drift.is_empty() {
@@ -200,6 +207,9 @@ impl Daemon {
             services = self.cache.services.len(),
             addresses = self.cache.interface.addresses.len(),
             actions = plan.actions.len(),
+            rescan = rescanned,
+            observe = observed_at - rescanned,
+            drift_and_plan = started.elapsed().as_secs_f64() - observed_at,
             seconds = started.elapsed().as_secs_f64(),
             "resynced: rescanned, observed and planned"
         );
@@ -365,28 +375,30 @@ fn drift(
     ownership: &crate::ownership::Ownership,
 ) -> Vec<String> {
     let mut out = Vec::new();
-    let owned = |state: &NodeState| {
+    // Counters and statistics change all the time; everything else is what balanced set.
+    let same = |a: &VirtualService, b: &VirtualService| {
+        a.config == b.config
+            && a.destinations.len() == b.destinations.len()
+            && a.destinations.iter().zip(&b.destinations).all(|(a, b)| {
+                a.key == b.key && a.config == b.config && a.last_weight == b.last_weight
+            })
+    };
+    fn owned<'a>(
+        state: &'a NodeState,
+        ownership: &crate::ownership::Ownership,
+    ) -> BTreeMap<ServiceKey, &'a VirtualService> {
         state
             .services
             .iter()
             .filter(|(k, _)| ownership.owns_service(k))
-            .map(|(k, s)| {
-                let mut s = s.clone();
-                s.stats = Default::default();
-                for d in &mut s.destinations {
-                    d.active_connections = 0;
-                    d.inactive_connections = 0;
-                    d.stats = Default::default();
-                }
-                (*k, s)
-            })
-            .collect::<BTreeMap<_, _>>()
-    };
-    let (before, after) = (owned(cache), owned(observed));
+            .map(|(k, s)| (*k, s))
+            .collect()
+    }
+    let (before, after) = (owned(cache, ownership), owned(observed, ownership));
     for (key, service) in &before {
         match after.get(key) {
             None => out.push(format!("service {key} disappeared")),
-            Some(now) if now != service => out.push(format!("service {key} changed")),
+            Some(now) if !same(now, service) => out.push(format!("service {key} changed")),
             Some(_) => {}
         }
     }

@@ -71,6 +71,9 @@ bench balanced_run_converge_from_empty "$(awk "BEGIN{printf \"%.2f\", $(log_time
   "(start -> last VIP announced; parse+observe+plan until the first action: $(awk "BEGIN{printf \"%.2f\", $(log_time "$first") - $start}") s)"
 check_eq "balanced reached the full state" $((NSVC * NDEST)) "$(total_dests)"
 check_eq "balanced announced every VIP" "$NSVC" "$(ip -o addr show dev balanced0 scope global | wc -l)"
+echo "t0 $(stat -c %y /tmp/t0 | cut -d' ' -f2)"
+grep -v ' INFO [+~-] ' $BAL_STATE.run.log | head -8
+grep ' INFO [+~-] ' $BAL_STATE.run.log | sed -n '1p;$p'
 
 # --- 4. no-change resync of the running daemon ------------------------------------------------------
 for k in 1 2 3; do
