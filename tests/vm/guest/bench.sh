@@ -50,7 +50,12 @@ t0=$(up)
 kill -HUP $(cat /run/ka.pid)
 while ! ipvsadm -Ln -t $LAST_VIP:80 | grep -q 'Route *2 '; do usleep 200000; done
 bench keepalived_reload_weight_visible $(since $t0) "(SIGHUP -> ipvsadm shows it; poll 0.2 s)"
-kill -KILL $ka; sleep 1
+# keepalived's checker child removes every virtual server when it stops: wait for both
+# processes to be gone, or that cleanup competes with balanced for the guest's only CPU.
+t0=$(up); kill -TERM $ka
+wait_until 600 sh -c '! pidof keepalived'
+bench keepalived_stopped_after $(since $t0) "(its cleanup of 10,000 virtual servers)"
+sleep 1
 
 # --- 3. balanced run from empty ------------------------------------------------------------------
 # Log timestamps are wall-clock; /tmp/t0's mtime is the start on the same clock.
