@@ -336,7 +336,7 @@ fn stat(stats: &Stats, index: usize) -> u64 {
 }
 
 /// One gauge family; `S` borrows where it can (a scrape of a large node encodes millions).
-fn gauge<S: EncodeLabelSet, V: prometheus_client::encoding::EncodeGaugeValue>(
+pub(crate) fn gauge<S: EncodeLabelSet, V: prometheus_client::encoding::EncodeGaugeValue>(
     encoder: &mut DescriptorEncoder,
     name: &str,
     help: &str,

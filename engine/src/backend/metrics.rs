@@ -20,10 +20,9 @@ use std::sync::{Arc, RwLock};
 use std::time::{Duration, Instant};
 
 use prometheus_client::collector::Collector;
-use prometheus_client::encoding::{DescriptorEncoder, EncodeLabelSet, EncodeMetric};
+use prometheus_client::encoding::{DescriptorEncoder, EncodeLabelSet};
 use prometheus_client::metrics::counter::Counter;
 use prometheus_client::metrics::family::Family;
-use prometheus_client::metrics::gauge::ConstGauge;
 use prometheus_client::metrics::histogram::{Histogram, exponential_buckets};
 use prometheus_client::registry::Registry;
 
@@ -32,7 +31,7 @@ use crate::backend::plan::PodAction;
 use crate::backend::status::{BackendStatus, PodState};
 use crate::error::ExitStatus;
 use crate::http::Endpoints;
-use crate::metrics::Liveness;
+use crate::metrics::{Liveness, gauge};
 
 #[derive(Debug, Clone, PartialEq, Eq, Hash, EncodeLabelSet)]
 struct ActionLabels {
@@ -197,22 +196,6 @@ struct StatusCollector {
     shared: Arc<RwLock<Shared>>,
 }
 
-type Labels = Vec<(&'static str, &'static str)>;
-
-fn gauge(
-    encoder: &mut DescriptorEncoder,
-    name: &str,
-    help: &str,
-    series: impl IntoIterator<Item = (Labels, i64)>,
-) -> Result<(), std::fmt::Error> {
-    let metric = ConstGauge::new(0i64);
-    let mut family = encoder.encode_descriptor(name, help, None, metric.metric_type())?;
-    for (labels, value) in series {
-        ConstGauge::new(value).encode(family.encode_family(&labels)?)?;
-    }
-    Ok(())
-}
-
 impl Collector for StatusCollector {
     fn encode(&self, mut encoder: DescriptorEncoder) -> Result<(), std::fmt::Error> {
         let (status, last_success) = {
@@ -232,14 +215,14 @@ impl Collector for StatusCollector {
             &mut encoder,
             "vips",
             "VIP addresses balanced configured inside this node's pods",
-            [(Labels::new(), status.vips() as i64)],
+            [(Vec::<(&str, &str)>::new(), status.vips() as i64)],
         )?;
         if let Some(at) = last_success {
             gauge(
                 &mut encoder,
                 "last_successful_converge_timestamp_seconds",
                 "Unix time of the last pass in which every pod converged",
-                [(Labels::new(), at as i64)],
+                [(Vec::<(&str, &str)>::new(), at as i64)],
             )?;
         }
         Ok(())
