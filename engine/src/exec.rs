@@ -1,16 +1,24 @@
-//! Executing a plan — "one attempt": every action is tried in order, each one logged with its
-//! one-line diff; a failing action is reported with the kernel's errno and does not stop the
-//! independent ones. Only actions that cannot succeed or must not run after a failure are
-//! skipped, and reported as such:
+//! Executing a plan — "one attempt": every action is tried, each one logged with its one-line
+//! diff; a failing action is reported with the kernel's errno and does not stop the independent
+//! ones. Only actions that cannot succeed or must not run after a failure are skipped, and
+//! reported as such:
 //! - after a failed `AddService`, the destination and service changes of that service, and the
 //!   announcement (`AddAddress`) of its VIP — a VIP is announced only once its services exist;
 //! - after a failed `EnsureInterface`, every address on that link;
 //! - after a failed withdrawal (`DelAddress`), the deletion of that VIP's services — a VIP is
 //!   never left announced without its services.
 //!
+//! Those are the only orderings between actions the kernel cares about, so the plan runs in
+//! **waves**: an action goes in the wave after the latest one holding an action it depends on
+//! (wave 0 when none), and each wave reaches the dataplane in one `apply_all`, which the kernel
+//! dataplane pipelines many requests per `sendmsg`. Within a wave, and so for everything that
+//! touches one service, the plan's order is kept. From empty that is four round trips' worth of
+//! waiting — the link, every service, every destination, every address — instead of one per
+//! service.
+//!
 //! Then [`verify`]: observe again and plan again; any action left is a difference.
 
-use std::collections::BTreeSet;
+use std::collections::{BTreeSet, HashMap};
 use std::net::IpAddr;
 use std::time::SystemTime;
 
@@ -104,9 +112,10 @@ impl Blocked {
     }
 }
 
-/// Applies `actions` in order on `dataplane`. `state` is the observation the plan was made
-/// against; each applied action is applied to it too, with the kernel's semantics (the daemon
-/// keeps it as its cached observation), and each log line shows what a change replaced.
+/// Applies `actions` on `dataplane`, wave by wave (see the module doc). `state` is the
+/// observation the plan was made against; each applied action is applied to it too, with the
+/// kernel's semantics (the daemon keeps it as its cached observation), and each log line shows
+/// what a change replaced.
 pub fn execute(
     dataplane: &mut dyn Dataplane,
     actions: &[Action],
@@ -114,19 +123,9 @@ pub fn execute(
 ) -> Outcome {
     let mut outcome = Outcome::default();
     let mut blocked = Blocked::default();
-    let mut start = 0;
-    while start < actions.len() {
-        // The longest run whose actions do not depend on one another (a failure of one would
-        // block none of the others) goes to the dataplane in one `apply_all`, which the kernel
-        // dataplane pipelines many requests per `sendmsg`; the skip rules stay as they are.
-        let mut run = Blocked::default();
-        let mut end = start;
-        while end < actions.len() && (end == start || run.blocks(&actions[end]).is_none()) {
-            run.record(&actions[end]);
-            end += 1;
-        }
-        let mut send: Vec<(Action, String)> = Vec::new();
-        for action in &actions[start..end] {
+    for wave in waves(actions) {
+        let mut send: Vec<(&Action, String)> = Vec::with_capacity(wave.len());
+        for action in wave.iter().map(|&i| &actions[i]) {
             let mut line = describe_action(action);
             if let Some(was) = previous(action, state) {
                 line.push_str(&format!(" (was {was})"));
@@ -141,25 +140,24 @@ pub fn execute(
                 });
                 continue;
             }
-            send.push((action.clone(), line));
+            send.push((action, line));
         }
-        start = end;
-        let batch: Vec<Action> = send.iter().map(|(a, _)| a.clone()).collect();
+        let batch: Vec<Action> = send.iter().map(|(a, _)| (*a).clone()).collect();
         let results = dataplane.apply_all(&batch);
         for ((action, line), result) in send.into_iter().zip(results) {
             match result {
                 Ok(()) => {
                     info!("{line}");
                     outcome.applied += 1;
-                    if let Err(errno) = kernel_sim::apply_action(state, &action) {
+                    if let Err(errno) = kernel_sim::apply_action(state, action) {
                         warn!(action = %line, errno = %errno.name(), "cached observation disagrees with the dataplane");
                     }
                 }
                 Err(ActionError { errno, message }) => {
                     error!(action = %line, errno = %errno.name(), "failed: {message}: {errno}");
-                    blocked.record(&action);
+                    blocked.record(action);
                     outcome.failures.push(Failure {
-                        action,
+                        action: action.clone(),
                         errno: Some(errno),
                         message: format!("{message}: {errno}"),
                     });
@@ -168,6 +166,52 @@ pub fn execute(
         }
     }
     outcome
+}
+
+/// The plan's action indexes grouped in waves: each action one wave after the latest action
+/// before it that it depends on ([`Blocked::blocks`]' relations), in plan order within a wave.
+fn waves(actions: &[Action]) -> Vec<Vec<usize>> {
+    // The wave of the latest action of each kind that others depend on.
+    let mut added: HashMap<ServiceKey, usize> = HashMap::new();
+    let mut vip_added: HashMap<IpAddr, usize> = HashMap::new();
+    let mut ensured: HashMap<&str, usize> = HashMap::new();
+    let mut withdrawn: HashMap<IpAddr, usize> = HashMap::new();
+    let mut waves: Vec<Vec<usize>> = Vec::new();
+    for (i, action) in actions.iter().enumerate() {
+        let after = |wave: Option<&usize>| wave.map_or(0, |w| w + 1);
+        let wave = match action {
+            Action::AddDestination { service, .. }
+            | Action::SetDestination { service, .. }
+            | Action::DelDestination { service, .. } => after(added.get(service)),
+            Action::SetService { key, .. } => after(added.get(key)),
+            Action::AddAddress { interface, address } => {
+                after(ensured.get(interface.as_str())).max(after(vip_added.get(address)))
+            }
+            Action::DelService { key } => after(key.vip().and_then(|vip| withdrawn.get(&vip))),
+            _ => 0,
+        };
+        match action {
+            Action::AddService { key, .. } => {
+                added.insert(*key, wave);
+                if let Some(vip) = key.vip() {
+                    let latest = vip_added.entry(vip).or_default();
+                    *latest = (*latest).max(wave);
+                }
+            }
+            Action::EnsureInterface { name } => {
+                ensured.insert(name, wave);
+            }
+            Action::DelAddress { address, .. } => {
+                withdrawn.insert(*address, wave);
+            }
+            _ => {}
+        }
+        if waves.len() <= wave {
+            waves.resize_with(wave + 1, Vec::new);
+        }
+        waves[wave].push(i);
+    }
+    waves
 }
 
 /// What an in-place change replaces, field by field (`weight 2, upper-threshold 0`); `None`
@@ -482,8 +526,9 @@ mod tests {
         let mut dataplane = Batches(Vec::new());
         let outcome = execute(&mut dataplane, &actions, &mut NodeState::default());
         assert_eq!(outcome.applied, 7);
-        // A service's destinations wait for the answer to its AddService; the rest goes along.
-        assert_eq!(dataplane.0, vec![1, 3, 3]);
+        // Destinations wait for the answer to their AddService, announcements for every
+        // service of their VIP: two waves, whatever the number of services.
+        assert_eq!(dataplane.0, vec![2, 5]);
     }
 
     #[test]

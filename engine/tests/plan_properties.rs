@@ -6,13 +6,20 @@
 //!   leaves nothing but the deletions of drains that became due; once those are applied the
 //!   owned state equals the desired one (services built from empty in canonical order) and
 //!   everything outside the ownership is exactly as it was;
-//! - without `--allow-mass-delete`, no class deletes more than its limit allows.
+//! - without `--allow-mass-delete`, no class deletes more than its limit allows;
+//! - the executor, which sends a plan in waves of independent actions, ends in exactly the
+//!   state (destination order included) that applying the plan one action after another does,
+//!   and when the dataplane refuses some actions it skips exactly what the one-by-one rules
+//!   skip (the dependents of a failure never travel in the same wave as it).
 
 use std::collections::{BTreeMap, BTreeSet};
 use std::net::IpAddr;
 use std::time::{Duration, SystemTime};
 
-use balanced_engine::dataplane::Action;
+use balanced_engine::dataplane::{
+    Action, ActionError, Dataplane, DataplaneError, Errno, ObserveRequest,
+};
+use balanced_engine::exec::execute;
 use balanced_engine::kernel_sim::apply_action;
 use balanced_engine::model::{
     Destination, DestinationConfig, DestinationKey, FLAG_HASHED, Family, Forward, Interface,
@@ -306,6 +313,77 @@ fn apply_all(state: &mut NodeState, actions: &[Action]) -> Result<(), TestCaseEr
     Ok(())
 }
 
+/// The simulated kernel as a dataplane, in memory, refusing the actions whose plan index is in
+/// `refuse` (EPERM).
+struct InMemory {
+    state: NodeState,
+    plan: Vec<Action>,
+    refuse: BTreeSet<usize>,
+}
+
+impl Dataplane for InMemory {
+    fn observe(&mut self, _: &ObserveRequest) -> Result<NodeState, DataplaneError> {
+        Ok(self.state.clone())
+    }
+    fn apply(&mut self, action: &Action) -> Result<(), ActionError> {
+        let index = self.plan.iter().position(|a| a == action);
+        if index.is_some_and(|i| self.refuse.contains(&i)) {
+            return Err(ActionError {
+                errno: Errno::EPERM,
+                message: "refused".into(),
+            });
+        }
+        apply_action(&mut self.state, action).map_err(|errno| ActionError {
+            errno,
+            message: "refused".into(),
+        })
+    }
+}
+
+/// The actions skipped when `actions` are applied one by one and those in `refuse` fail, by the
+/// rules of `exec`'s module doc, written out again here as the reference.
+fn skipped_one_by_one(actions: &[Action], refuse: &BTreeSet<usize>) -> Vec<Action> {
+    let (mut services, mut vips, mut links, mut withdrawals) = (
+        BTreeSet::new(),
+        BTreeSet::new(),
+        BTreeSet::new(),
+        BTreeSet::new(),
+    );
+    let mut skipped = Vec::new();
+    for (i, action) in actions.iter().enumerate() {
+        let skip = match action {
+            Action::AddDestination { service, .. }
+            | Action::SetDestination { service, .. }
+            | Action::DelDestination { service, .. }
+            | Action::SetService { key: service, .. } => services.contains(service),
+            Action::AddAddress { interface, address } => {
+                links.contains(interface) || vips.contains(address)
+            }
+            Action::DelService { key } => key.vip().is_some_and(|v| withdrawals.contains(&v)),
+            _ => false,
+        };
+        if skip {
+            skipped.push(action.clone());
+        }
+        if skip || refuse.contains(&i) {
+            match action {
+                Action::AddService { key, .. } => {
+                    services.insert(*key);
+                    vips.extend(key.vip());
+                }
+                Action::EnsureInterface { name } => {
+                    links.insert(name.clone());
+                }
+                Action::DelAddress { address, .. } => {
+                    withdrawals.insert(*address);
+                }
+                _ => {}
+            }
+        }
+    }
+    skipped
+}
+
 /// What is outside the ownership: foreign services and addresses.
 fn foreign(state: &NodeState) -> (Vec<&VirtualService>, Vec<IpAddr>) {
     let own = ownership();
@@ -341,6 +419,50 @@ proptest! {
         prop_assert!(p.actions.is_empty(), "{:?}", p.actions);
         prop_assert!(p.held.is_empty() && p.waiting.is_empty());
         prop_assert_eq!(p.record, DrainRecord::default());
+    }
+
+    #[test]
+    fn executing_in_waves_ends_where_applying_in_order_does(
+        (d, o, record) in (desired(), observed())
+            .prop_flat_map(|(d, o)| { let r = record_for(&o); (Just(d), Just(o), r) })
+    ) {
+        let first = plan(&d, &o, now(), &record, &options(true, Limit::Percent(50)));
+        let mut in_order = o.clone();
+        apply_all(&mut in_order, &first.actions)?;
+        let mut dataplane = InMemory { state: o.clone(), plan: first.actions.clone(), refuse: BTreeSet::new() };
+        let mut cache = o.clone();
+        let outcome = execute(&mut dataplane, &first.actions, &mut cache);
+        prop_assert!(outcome.ok(), "{:?}", outcome.failures);
+        prop_assert_eq!(outcome.applied, first.actions.len());
+        prop_assert_eq!(&dataplane.state, &in_order);
+        prop_assert_eq!(&cache, &in_order);
+    }
+
+    #[test]
+    fn executing_in_waves_skips_what_one_by_one_skips(
+        (d, o, record) in (desired(), observed())
+            .prop_flat_map(|(d, o)| { let r = record_for(&o); (Just(d), Just(o), r) }),
+        seed in any::<u64>(),
+    ) {
+        let first = plan(&d, &o, now(), &record, &options(true, Limit::Percent(50)));
+        // Refuse about one action in four, picked by the seed.
+        let refuse: BTreeSet<usize> = (0..first.actions.len())
+            .filter(|i| (seed.rotate_left(*i as u32 * 7) ^ *i as u64) % 4 == 0)
+            .collect();
+        let mut dataplane = InMemory { state: o.clone(), plan: first.actions.clone(), refuse: refuse.clone() };
+        let outcome = execute(&mut dataplane, &first.actions, &mut o.clone());
+        let skipped: Vec<Action> = outcome.failures.iter()
+            .filter(|f| f.errno.is_none()).map(|f| f.action.clone()).collect();
+        let mut want = skipped_one_by_one(&first.actions, &refuse);
+        let mut skipped_sorted = skipped;
+        skipped_sorted.sort_by_key(|a| format!("{a:?}"));
+        want.sort_by_key(|a| format!("{a:?}"));
+        prop_assert_eq!(skipped_sorted, want);
+        let refused = outcome.failures.iter().filter(|f| f.errno == Some(Errno::EPERM)).count();
+        let refused_sent = refuse.iter()
+            .filter(|i| !outcome.failures.iter().any(|f| f.errno.is_none() && f.action == first.actions[**i]))
+            .count();
+        prop_assert_eq!(refused, refused_sent);
     }
 
     #[test]
