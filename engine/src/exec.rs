@@ -144,26 +144,28 @@ pub fn execute(
         }
         let batch: Vec<Action> = send.iter().map(|(a, _)| (*a).clone()).collect();
         let results = dataplane.apply_all(&batch);
-        for ((action, line), result) in send.into_iter().zip(results) {
-            match result {
-                Ok(()) => {
-                    info!("{line}");
-                    outcome.applied += 1;
-                    if let Err(errno) = kernel_sim::apply_action(state, action) {
-                        warn!(action = %line, errno = %errno.name(), "cached observation disagrees with the dataplane");
+        crate::logging::held(|| {
+            for ((action, line), result) in send.into_iter().zip(results) {
+                match result {
+                    Ok(()) => {
+                        info!("{line}");
+                        outcome.applied += 1;
+                        if let Err(errno) = kernel_sim::apply_action(state, action) {
+                            warn!(action = %line, errno = %errno.name(), "cached observation disagrees with the dataplane");
+                        }
+                    }
+                    Err(ActionError { errno, message }) => {
+                        error!(action = %line, errno = %errno.name(), "failed: {message}: {errno}");
+                        blocked.record(action);
+                        outcome.failures.push(Failure {
+                            action: action.clone(),
+                            errno: Some(errno),
+                            message: format!("{message}: {errno}"),
+                        });
                     }
                 }
-                Err(ActionError { errno, message }) => {
-                    error!(action = %line, errno = %errno.name(), "failed: {message}: {errno}");
-                    blocked.record(action);
-                    outcome.failures.push(Failure {
-                        action: action.clone(),
-                        errno: Some(errno),
-                        message: format!("{message}: {errno}"),
-                    });
-                }
             }
-        }
+        });
     }
     outcome
 }
