@@ -10,15 +10,17 @@ use std::net::IpAddr;
 use std::path::{Path, PathBuf};
 use std::time::SystemTime;
 
-use balanced_schemas::v1::{self, NodeConfigSpec};
-use balanced_schemas::{Diagnostic, Manifest, NodeConfigDoc, Severity, load_node_config};
+use balanced_schemas::v1::{self, NodeConfigSpec, Protocol};
+use balanced_schemas::{
+    Diagnostic, Manifest, NodeConfigDoc, ParsedFile, Severity, load_node_config,
+};
 use tracing::{error, warn};
 
 use crate::compile::compile;
 use crate::dataplane::ObserveRequest;
 use crate::error::EngineError;
 use crate::maintenance::Maintenance;
-use crate::manifests::{ManifestSet, Resolution};
+use crate::manifests::{FileKey, ManifestSet, Resolution};
 use crate::model::{Interface, NodeState, ServiceKey};
 use crate::plan::{DrainRecord, Plan, PlanOptions, plan};
 use crate::state_dir::StateDir;
@@ -71,6 +73,12 @@ pub struct Converger {
     compiled: RefCell<Compiled>,
 }
 
+/// Every protocol a service key can have (the match below fails to compile when one is added).
+const PROTOCOLS: [Protocol; 3] = [Protocol::Tcp, Protocol::Udp, Protocol::Sctp];
+const _: fn(Protocol) = |protocol| match protocol {
+    Protocol::Tcp | Protocol::Udp | Protocol::Sctp => {}
+};
+
 /// The desired state compiled file by file: a changed file's services and VIPs are taken out
 /// and its new version's put in; a VIP address stays while any file still has a service on it.
 /// Valid only while no two files share a service (a clean set) and the node config is the same.
@@ -80,8 +88,13 @@ struct Compiled {
     state: NodeState,
     /// By the serial of the file version compiled.
     files: HashMap<u64, Fragment>,
+    /// The serial compiled for each file.
+    serials: HashMap<FileKey, u64>,
     vip_refs: BTreeMap<IpAddr, usize>,
     round: u64,
+    /// The manifests' resolve count at the last update: after it, only the files the set
+    /// lists as changed since are looked at.
+    epoch: Option<u64>,
     /// What the last update changed.
     touched: Touched,
 }
@@ -104,9 +117,21 @@ impl Touched {
     /// The part of `state` a change to these files can concern: their services, every service
     /// on their VIPs, their VIP addresses, and the node-wide settings.
     fn scope(&self, state: &NodeState) -> NodeState {
-        let touched = |key: &ServiceKey| {
-            self.services.contains(key) || key.vip().is_some_and(|vip| self.vips.contains(&vip))
-        };
+        // Range lookups, not a walk of every service: an edit stays cheap at 10,000 services.
+        let on_vips = self.vips.iter().flat_map(|&vip| {
+            PROTOCOLS.into_iter().flat_map(move |protocol| {
+                let key = |port| ServiceKey::Inet {
+                    protocol,
+                    vip,
+                    port,
+                };
+                state.services.range(key(0)..=key(u16::MAX))
+            })
+        });
+        let listed = self
+            .services
+            .iter()
+            .filter_map(|key| state.services.get_key_value(key));
         NodeState {
             interface: Interface {
                 name: state.interface.name.clone(),
@@ -119,10 +144,8 @@ impl Touched {
                     .copied()
                     .collect(),
             },
-            services: state
-                .services
-                .iter()
-                .filter(|(key, _)| touched(key))
+            services: on_vips
+                .chain(listed)
                 .map(|(key, service)| (*key, service.clone()))
                 .collect(),
             sysctls: state.sysctls.clone(),
@@ -133,6 +156,7 @@ impl Touched {
 
 #[derive(Debug)]
 struct Fragment {
+    key: FileKey,
     round: u64,
     services: Vec<ServiceKey>,
     vips: Vec<IpAddr>,
@@ -149,15 +173,29 @@ impl Compiled {
             };
             self.touched.all = true;
         }
+        let epoch = manifests.epoch();
+        let changed = self.epoch.and_then(|seen| manifests.changed_since(seen));
+        self.epoch = Some(epoch);
+        match changed {
+            Some(keys) => {
+                let keys: Vec<FileKey> = keys.cloned().collect();
+                self.update_files(manifests, spec, &keys);
+            }
+            None => self.update_all(manifests, spec),
+        }
+    }
+
+    /// Looks at every file in force.
+    fn update_all(&mut self, manifests: &ManifestSet, spec: &NodeConfigSpec) {
         self.round += 1;
         let round = self.round;
         // Versions are keyed by serial (a new version has a new one), so finding the unchanged
         // files costs no path comparisons.
         let mut new = Vec::new();
-        for (_, serial, parsed) in manifests.in_force_files() {
+        for (key, serial, parsed) in manifests.in_force_files() {
             match self.files.get_mut(&serial) {
                 Some(fragment) => fragment.round = round,
-                None => new.push((serial, parsed)),
+                None => new.push((key, serial, parsed)),
             }
         }
         // Old versions go first: a new version may hold the same services.
@@ -168,34 +206,69 @@ impl Compiled {
             .map(|(serial, _)| *serial)
             .collect();
         for serial in gone {
-            if let Some(old) = self.files.remove(&serial) {
-                self.touched.add(&old.services, &old.vips);
-                self.take_out(&old);
+            self.remove(serial);
+        }
+        for (key, serial, parsed) in new {
+            self.insert(key, serial, parsed, spec);
+        }
+    }
+
+    /// Looks at the files in `keys` only: the others kept their versions.
+    fn update_files(&mut self, manifests: &ManifestSet, spec: &NodeConfigSpec, keys: &[FileKey]) {
+        let mut new = Vec::new();
+        for key in keys {
+            let now = manifests.in_force_of(key);
+            let compiled = self.serials.get(key).copied();
+            if compiled == now.map(|(serial, _)| serial) {
+                continue;
+            }
+            if let Some(serial) = compiled {
+                self.remove(serial);
+            }
+            if let Some((serial, parsed)) = now {
+                new.push((key, serial, parsed));
             }
         }
-        for (serial, parsed) in new {
-            let balancers: Vec<&v1::Balancer> = parsed
-                .documents
-                .iter()
-                .filter_map(|d| match &d.manifest {
-                    Manifest::Balancer(b) => Some(b),
-                    Manifest::NodeConfig(_) => None,
-                })
-                .collect();
-            let part = compile(&balancers, spec);
-            let fragment = Fragment {
-                round,
-                services: part.services.keys().copied().collect(),
-                vips: part.interface.addresses.iter().copied().collect(),
-            };
-            self.state.services.extend(part.services);
-            for vip in &fragment.vips {
-                *self.vip_refs.entry(*vip).or_default() += 1;
-                self.state.interface.addresses.insert(*vip);
-            }
-            self.touched.add(&fragment.services, &fragment.vips);
-            self.files.insert(serial, fragment);
+        // As in `update_all`: every old version out before any new one goes in.
+        for (key, serial, parsed) in new {
+            self.insert(key, serial, parsed, spec);
         }
+    }
+
+    fn remove(&mut self, serial: u64) {
+        if let Some(old) = self.files.remove(&serial) {
+            if self.serials.get(&old.key) == Some(&serial) {
+                self.serials.remove(&old.key);
+            }
+            self.touched.add(&old.services, &old.vips);
+            self.take_out(&old);
+        }
+    }
+
+    fn insert(&mut self, key: &FileKey, serial: u64, parsed: &ParsedFile, spec: &NodeConfigSpec) {
+        let balancers: Vec<&v1::Balancer> = parsed
+            .documents
+            .iter()
+            .filter_map(|d| match &d.manifest {
+                Manifest::Balancer(b) => Some(b),
+                Manifest::NodeConfig(_) => None,
+            })
+            .collect();
+        let part = compile(&balancers, spec);
+        let fragment = Fragment {
+            key: key.clone(),
+            round: self.round,
+            services: part.services.keys().copied().collect(),
+            vips: part.interface.addresses.iter().copied().collect(),
+        };
+        self.state.services.extend(part.services);
+        for vip in &fragment.vips {
+            *self.vip_refs.entry(*vip).or_default() += 1;
+            self.state.interface.addresses.insert(*vip);
+        }
+        self.touched.add(&fragment.services, &fragment.vips);
+        self.serials.insert(key.clone(), serial);
+        self.files.insert(serial, fragment);
     }
 
     fn take_out(&mut self, fragment: &Fragment) {
@@ -408,6 +481,25 @@ mod tests {
             &mut converger,
             "d.yaml",
             Some(balancer("d", "198.51.100.4", 53, 1)),
+        );
+        // Weight edits keep every identity: only the edited file is looked at again.
+        let epoch = converger.manifests.epoch();
+        change(
+            &mut converger,
+            "d.yaml",
+            Some(balancer("d", "198.51.100.4", 53, 2)),
+        );
+        assert_eq!(
+            converger
+                .manifests
+                .changed_since(epoch)
+                .map(|keys| keys.count()),
+            Some(1)
+        );
+        change(
+            &mut converger,
+            "c.yaml",
+            Some(balancer("c", "198.51.100.3", 80, 8)),
         );
     }
 

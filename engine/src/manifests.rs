@@ -185,6 +185,29 @@ pub struct ManifestSet {
     /// The node config of the last cross-file check when it found nothing; `None` after a
     /// check that found something (or before the first).
     clean_check: Option<Option<v1::NodeConfigSpec>>,
+    /// What a resolve can reuse from the last one (see [`Resolved`]).
+    resolved: Resolved,
+}
+
+/// The bookkeeping that lets [`ManifestSet::resolve`] look only at the files that changed
+/// since the last resolve, when that one ended with every directory healthy and the set clean.
+#[derive(Debug, Default)]
+struct Resolved {
+    /// The last resolve ended healthy and clean, so the next may be partial.
+    reusable: bool,
+    /// Files read again (or gone) since the last resolve.
+    dirty: BTreeSet<FileKey>,
+    /// Files not in force as they are on disk.
+    fallen: BTreeSet<FileKey>,
+    /// Files whose version on disk has diagnostics (warnings too).
+    noted: BTreeSet<FileKey>,
+    /// Counts resolves.
+    epoch: u64,
+    /// Since resolve number `since`, only the files in `journal` can have a new version in
+    /// force, each listed with the resolve that looked at it again; a consumer that saw an
+    /// older resolve must look at every file.
+    since: u64,
+    journal: Vec<(u64, FileKey)>,
 }
 
 impl ManifestSet {
@@ -228,6 +251,7 @@ impl ManifestSet {
             files,
             accept_empty,
             clean_check: None,
+            resolved: Resolved::default(),
         };
         for index in 0..set.sources.len() {
             set.rescan(index);
@@ -294,6 +318,9 @@ impl ManifestSet {
     /// Decides which version of every file is in force and runs the cross-file checks over
     /// that set (see the module rules).
     pub fn resolve(&mut self, node: Option<&NodeConfigDoc>) -> Resolution {
+        if let Some(resolution) = self.resolve_dirty(node) {
+            return resolution;
+        }
         let mut diagnostics = Vec::new();
         let mut invalid = false;
         let mut held_sources = BTreeSet::new();
@@ -347,6 +374,7 @@ impl ManifestSet {
         // The cross-file checks look only at names, VIPs and service identities: when the last
         // full check found nothing and no file's identities changed, it still holds.
         if self.still_clean(node) {
+            self.resolved_all(held_sources.is_empty() && !invalid_source(&self.sources));
             return self.finish(diagnostics, invalid);
         }
         let by_path: HashMap<PathBuf, FileKey> = self
@@ -404,7 +432,145 @@ impl ManifestSet {
         invalid |= cross.iter().any(|d| d.severity == Severity::Error);
         diagnostics.extend(cross);
         diagnostics.extend(refused);
+        self.resolved_all(held_sources.is_empty() && !invalid_source(&self.sources));
         self.finish(diagnostics, invalid)
+    }
+
+    /// The partial resolve: when the last resolve ended with every directory healthy and the
+    /// set clean, and the node config is the same, only the files read again since can change
+    /// their choice, and the cross-file checks still hold unless one of them changed its
+    /// identities. `None` when a full resolve is needed.
+    fn resolve_dirty(&mut self, node: Option<&NodeConfigDoc>) -> Option<Resolution> {
+        let same_node = self
+            .clean_check
+            .as_ref()
+            .is_some_and(|checked| checked.as_ref() == node.and_then(NodeConfigDoc::spec));
+        if !self.resolved.reusable || !same_node || invalid_source(&self.sources) {
+            return None;
+        }
+        let dirty = std::mem::take(&mut self.resolved.dirty);
+        for key in &dirty {
+            let Some(entry) = self.files.get_mut(key) else {
+                continue;
+            };
+            entry.reason = None;
+            match &entry.current {
+                Some(current) if current.valid => {
+                    entry.in_force = Some(current.clone());
+                    entry.state = FileState::InForce;
+                }
+                Some(_) => {
+                    entry.in_force = entry.lkg.clone();
+                    entry.state = fallback_state(&entry.lkg);
+                    entry.reason = Some("invalid".to_owned());
+                }
+                None => {
+                    entry.in_force = None;
+                    entry.state = FileState::InForce;
+                }
+            }
+        }
+        let identities_kept = dirty.iter().filter_map(|k| self.files.get(k)).all(|e| {
+            match (&e.in_force, &e.checked) {
+                (None, None) => true,
+                (Some(now), Some(then)) => {
+                    Arc::ptr_eq(now, then) || identities(&now.parsed) == identities(&then.parsed)
+                }
+                _ => false,
+            }
+        });
+        if !identities_kept {
+            // The full resolve decides again for every file, these included.
+            self.resolved.reusable = false;
+            self.resolved.dirty = dirty;
+            return None;
+        }
+        for key in &dirty {
+            self.note(key);
+        }
+        let resolved = &mut self.resolved;
+        resolved.epoch += 1;
+        let epoch = resolved.epoch;
+        resolved
+            .journal
+            .extend(dirty.into_iter().map(|key| (epoch, key)));
+        if resolved.journal.len() > self.files.len().max(64) {
+            // A consumer reads only the entries after the resolve it saw; this only bounds
+            // the memory (a consumer that lags that far looks at every file once).
+            resolved.since = resolved.epoch;
+            resolved.journal.clear();
+        }
+        let mut diagnostics = Vec::new();
+        for key in &self.resolved.noted {
+            if let Some(current) = self.files.get(key).and_then(|e| e.current.as_ref()) {
+                diagnostics.extend(current.parsed.diagnostics.iter().cloned());
+            }
+        }
+        let invalid = !self.resolved.fallen.is_empty();
+        Some(self.finish_sorted(diagnostics, invalid))
+    }
+
+    /// After a full resolve: every file may have a new version in force.
+    fn resolved_all(&mut self, reusable: bool) {
+        let resolved = &mut self.resolved;
+        resolved.reusable = reusable && self.clean_check.is_some();
+        resolved.dirty.clear();
+        resolved.fallen.clear();
+        resolved.noted.clear();
+        resolved.epoch += 1;
+        resolved.since = resolved.epoch;
+        resolved.journal.clear();
+        let keys: Vec<FileKey> = self.files.keys().cloned().collect();
+        for key in &keys {
+            self.note(key);
+        }
+    }
+
+    /// Records whether a file is in force as on disk and whether it has diagnostics.
+    fn note(&mut self, key: &FileKey) {
+        let Some(entry) = self.files.get(key) else {
+            self.resolved.fallen.remove(key);
+            self.resolved.noted.remove(key);
+            return;
+        };
+        if entry.state == FileState::InForce {
+            self.resolved.fallen.remove(key);
+        } else {
+            self.resolved.fallen.insert(key.clone());
+        }
+        let noted = entry
+            .current
+            .as_ref()
+            .is_some_and(|c| !c.parsed.diagnostics.is_empty());
+        if noted {
+            self.resolved.noted.insert(key.clone());
+        } else {
+            self.resolved.noted.remove(key);
+        }
+    }
+
+    /// The number of resolves so far, for [`ManifestSet::changed_since`].
+    pub fn epoch(&self) -> u64 {
+        self.resolved.epoch
+    }
+
+    /// The files whose version in force may have changed since resolve number `epoch`, or
+    /// `None` when that is not known (every file must be looked at).
+    pub fn changed_since(&self, epoch: u64) -> Option<impl Iterator<Item = &FileKey>> {
+        let journal = &self.resolved.journal;
+        (epoch >= self.resolved.since).then(|| {
+            let first = journal.partition_point(|(e, _)| *e <= epoch);
+            journal[first..].iter().map(|(_, key)| key)
+        })
+    }
+
+    /// The serial and parse of the version in force of one file.
+    pub fn in_force_of(&self, key: &FileKey) -> Option<(u64, &ParsedFile)> {
+        self.files
+            .get(key)?
+            .in_force
+            .as_deref()
+            .map(|v| (v.serial, &v.parsed))
     }
 
     /// Whether the last full cross-file check found nothing and still holds: same node config,
@@ -428,8 +594,12 @@ impl ManifestSet {
     }
 
     /// Sorts the diagnostics; `invalid` also when any file is not in force as it is on disk.
-    fn finish(&self, mut diagnostics: Vec<Diagnostic>, mut invalid: bool) -> Resolution {
+    fn finish(&self, diagnostics: Vec<Diagnostic>, mut invalid: bool) -> Resolution {
         invalid |= self.files.values().any(|e| e.state != FileState::InForce);
+        self.finish_sorted(diagnostics, invalid)
+    }
+
+    fn finish_sorted(&self, mut diagnostics: Vec<Diagnostic>, invalid: bool) -> Resolution {
         diagnostics.sort_by(|a, b| {
             (&a.path, a.position.line, a.position.column, &a.message).cmp(&(
                 &b.path,
@@ -634,6 +804,7 @@ impl ManifestSet {
             if key.source == index && entry.current.is_some() {
                 entry.current = None;
                 entry.fingerprint = None;
+                self.resolved.dirty.insert(key.clone());
                 changed = true;
             }
         }
@@ -681,10 +852,12 @@ impl ManifestSet {
                 let was_present = entry.current.is_some();
                 entry.fingerprint = fingerprint;
                 entry.current = current.map(Arc::new);
+                self.resolved.dirty.insert(key);
                 was_present || entry.current.is_some()
             }
             (None, None) => false,
             (None, Some(current)) => {
+                self.resolved.dirty.insert(key.clone());
                 self.files.insert(
                     key,
                     FileEntry {
@@ -731,6 +904,11 @@ fn identities(file: &ParsedFile) -> Vec<Identity<'_>> {
             (d.manifest.kind(), d.manifest.name(), services)
         })
         .collect()
+}
+
+/// Whether a watched directory is missing or empty while its manifests are in force.
+fn invalid_source(sources: &[Source]) -> bool {
+    sources.iter().any(|s| s.health != SourceHealth::Ok)
 }
 
 /// Every key of one watched directory.
@@ -968,6 +1146,79 @@ mod tests {
             .map(|b| b.metadata.name.clone())
             .collect();
         assert_eq!(names, vec!["a".to_owned(), "c".to_owned()]);
+    }
+
+    /// What a resolve decided, comparable between two sets.
+    fn outcome(set: &mut ManifestSet) -> (Vec<String>, bool, Vec<ManifestStatus>, Vec<String>) {
+        let resolution = set.resolve(None);
+        let balancers = set
+            .balancers()
+            .iter()
+            .map(|b| format!("{} {:?}", b.metadata.name, b.spec))
+            .collect();
+        (
+            resolution
+                .diagnostics
+                .iter()
+                .map(|d| d.to_string())
+                .collect(),
+            resolution.invalid,
+            set.status(),
+            balancers,
+        )
+    }
+
+    #[test]
+    fn a_partial_resolve_decides_what_a_full_one_does() {
+        let root = tempfile::tempdir().unwrap();
+        let dir = root.path().join("m");
+        fs::create_dir_all(&dir).unwrap();
+        let state = StateDir::new(root.path().join("state"));
+        for (name, vip) in [
+            ("a", "198.51.100.1"),
+            ("b", "198.51.100.2"),
+            ("c", "198.51.100.3"),
+        ] {
+            fs::write(dir.join(format!("{name}.yaml")), balancer(name, vip, 1)).unwrap();
+        }
+        let mut set = ManifestSet::load(std::slice::from_ref(&dir), &state, false).unwrap();
+        assert!(!outcome(&mut set).1);
+        set.persist().unwrap();
+        let c = FileKey {
+            source: 0,
+            rel: "c.yaml".into(),
+        };
+        // (what to write or delete, whether only that file needs looking at afterwards)
+        let steps: Vec<(&str, Option<String>, bool)> = vec![
+            ("c.yaml", Some(balancer("c", "198.51.100.3", 2)), true),
+            ("c.yaml", Some("spec: [broken".to_owned()), true),
+            ("c.yaml", Some(balancer("c", "198.51.100.3", 3)), true),
+            ("b.yaml", None, false),
+            ("d.yaml", Some(balancer("d", "198.51.100.4", 1)), false),
+            ("c.yaml", Some(balancer("c", "198.51.100.3", 4)), true),
+            ("c.yaml", Some(balancer("a", "198.51.100.3", 4)), false),
+            ("c.yaml", Some(balancer("c", "198.51.100.3", 5)), false),
+            ("c.yaml", Some(balancer("c", "198.51.100.3", 6)), true),
+        ];
+        for (i, (file, text, partial)) in steps.into_iter().enumerate() {
+            let path = dir.join(file);
+            match text {
+                Some(text) => fs::write(&path, text).unwrap(),
+                None => fs::remove_file(&path).unwrap(),
+            }
+            let mut fresh = ManifestSet::load(std::slice::from_ref(&dir), &state, false).unwrap();
+            let epoch = set.epoch();
+            set.refresh_paths(&[path]);
+            let got = outcome(&mut set);
+            assert_eq!(got, outcome(&mut fresh), "step {i}: {file}");
+            let changed: Option<Vec<&FileKey>> = set.changed_since(epoch).map(Iterator::collect);
+            if partial {
+                assert_eq!(changed, Some(vec![&c]), "step {i}: only c.yaml looked at");
+            } else {
+                assert_eq!(changed, None, "step {i}: every file looked at");
+            }
+            set.persist().unwrap();
+        }
     }
 
     #[test]

@@ -447,7 +447,7 @@ proptest! {
         let first = plan(&d, &o, now(), &record, &options(true, Limit::Percent(50)));
         // Refuse about one action in four, picked by the seed.
         let refuse: BTreeSet<usize> = (0..first.actions.len())
-            .filter(|i| (seed.rotate_left(*i as u32 * 7) ^ *i as u64) % 4 == 0)
+            .filter(|i| (seed.rotate_left(*i as u32 * 7) ^ *i as u64).is_multiple_of(4))
             .collect();
         let mut dataplane = InMemory { state: o.clone(), plan: first.actions.clone(), refuse: refuse.clone() };
         let outcome = execute(&mut dataplane, &first.actions, &mut o.clone());
