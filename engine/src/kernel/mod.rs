@@ -16,8 +16,10 @@ pub mod sysctl;
 
 use std::collections::BTreeMap;
 use std::net::IpAddr;
+use std::time::Instant;
 
 use balanced_schemas::v1::Encapsulation;
+use tracing::debug;
 
 use crate::dataplane::{Action, ActionError, Dataplane, DataplaneError, Errno, ObserveRequest};
 use crate::kernel::ipvs::client::{ConnectError, IpvsClient};
@@ -90,7 +92,14 @@ impl KernelDataplane {
                 .iter()
                 .filter_map(|i| address_change(&run[*i]).map(|(_, add, a)| (add, a)))
                 .collect();
+            let started = Instant::now();
             let acks = self.link.change_addresses(index, &changes);
+            debug!(
+                link = name,
+                changes = changes.len(),
+                seconds = started.elapsed().as_secs_f64(),
+                "address changes answered"
+            );
             for (n, i) in members.into_iter().enumerate() {
                 results[i] = Some(ack_result(&run[i], acks.get(n)));
             }
@@ -112,7 +121,13 @@ impl KernelDataplane {
             }
         }
         let refs: Vec<&IpvsMessage> = messages.iter().collect();
+        let started = Instant::now();
         let acks = self.ipvs.execute(&refs);
+        debug!(
+            requests = refs.len(),
+            seconds = started.elapsed().as_secs_f64(),
+            "IPVS requests answered"
+        );
         for (n, i) in sent.into_iter().enumerate() {
             results[i] = Some(ack_result(&run[i], acks.get(n)));
         }

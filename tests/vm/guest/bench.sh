@@ -100,12 +100,17 @@ sleep 2
 t0=$(up)
 sed 's/^    - address: \(10\.[0-9.]*\.1\)$/    - address: \1\n      weight: 2/' /tmp/bm/m/$LAST_FILE > /tmp/edit.yaml
 mv /tmp/edit.yaml /tmp/bm/m/$LAST_FILE
+# mtime: sed wrote the new version (before `mv` started); ctime: the rename put it in place,
+# the moment the change exists in the watched directory.
 mtime=$(stat -c %y /tmp/bm/m/$LAST_FILE | cut -d' ' -f2)
+ctime=$(stat -c %z /tmp/bm/m/$LAST_FILE | cut -d' ' -f2)
 while ! ipvsadm -Ln -t $LAST_VIP:80 | grep -q 'Route *2 '; do usleep 20000; done
 bench weight_change_visible_polled $(since $t0) "(ipvsadm poll, includes its own start-up)"
 line=$(grep 'weight 2' $BAL_STATE.run.log | head -1)
-bench weight_change_file_to_applied "$(awk "BEGIN{printf \"%.4f\", $(log_time "$line") - $(stamp "$mtime")}")" "(file mtime $mtime -> log, debounce 20ms)"
+bench weight_change_file_to_applied "$(awk "BEGIN{printf \"%.4f\", $(log_time "$line") - $(stamp "$ctime")}")" \
+  "(rename into the directory $ctime -> log line, debounce 20ms; from sed's write (mtime): $(awk "BEGIN{printf \"%.4f\", $(log_time "$line") - $(stamp "$mtime")}") s)"
 echo "$line"
+grep 'manifests changed' $BAL_STATE.run.log | tail -1
 bal_run_stop
 tail -3 $BAL_STATE.run.log
 
