@@ -213,7 +213,14 @@ fn plan(
     if converger.resolution.invalid {
         status = status.worst(ExitStatus::InvalidInput);
     }
+    exiting_soon((converger, observed, desired, plan));
     Ok(status)
+}
+
+/// Leaves what a one-shot command built to the process exit: freeing ten thousand parsed
+/// manifests one by one takes a tenth of a plan's time, and the kernel frees it all at once.
+fn exiting_soon<T>(built: T) {
+    std::mem::forget(built);
 }
 
 /// `apply`: converge once, observe again, verify. Exit 1 when an action failed or a
@@ -304,6 +311,7 @@ fn apply(
     if !outcome.ok() || !differences.is_empty() {
         status = status.worst(ExitStatus::Failure);
     }
+    exiting_soon((converger, desired, plan, document, outcome));
     Ok(status)
 }
 

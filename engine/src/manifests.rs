@@ -832,7 +832,7 @@ impl ManifestSet {
         let path = self.sources[index].dir.join(rel);
         let current = match fingerprint {
             None => None,
-            Some(_) => match fs::read(&on_disk) {
+            Some(found) => match read_known_size(&on_disk, found.len) {
                 Ok(text)
                     if entry
                         .and_then(|e| e.current.as_ref())
@@ -1028,17 +1028,30 @@ fn walk(dir: &Path, rel: &Path, depth: usize, out: &mut Vec<PathBuf>) -> io::Res
         if name.as_encoded_bytes().starts_with(b".") {
             continue;
         }
-        let Ok(meta) = fs::metadata(entry.path()) else {
+        // The directory entry's type costs no system call; only a symlink is followed.
+        let file_type = match entry.file_type() {
+            Ok(t) if t.is_symlink() => fs::metadata(entry.path()).map(|m| m.file_type()),
+            other => other,
+        };
+        let Ok(file_type) = file_type else {
             continue;
         };
         let rel = rel.join(&name);
-        if meta.is_dir() {
+        if file_type.is_dir() {
             walk(&entry.path(), &rel, depth + 1, out)?;
-        } else if meta.is_file() && is_manifest_rel(&rel) {
+        } else if file_type.is_file() && is_manifest_rel(&rel) {
             out.push(rel);
         }
     }
     Ok(())
+}
+
+/// Reads a file whose size `stat` just gave (one `read` when it did not change since).
+fn read_known_size(path: &Path, len: u64) -> io::Result<Vec<u8>> {
+    use std::io::Read;
+    let mut text = Vec::with_capacity(usize::try_from(len).unwrap_or(0).saturating_add(1));
+    fs::File::open(path)?.read_to_end(&mut text)?;
+    Ok(text)
 }
 
 /// A stable name for a watched directory in the store: FNV-1a (64 bit) of its absolute path.

@@ -139,7 +139,7 @@ impl Reader {
                 self.open(Frame::Seq {
                     indent,
                     position: line.at(at),
-                    items: Vec::new(),
+                    items: Vec::with_capacity(4),
                 })?;
             }
             _ => return None,
@@ -153,7 +153,7 @@ impl Reader {
                 self.open(Frame::Map {
                     indent: start,
                     position: line.at(start),
-                    entries: Vec::new(),
+                    entries: Vec::with_capacity(4),
                     pending: None,
                 })?;
                 self.key_value(line, start)
@@ -184,7 +184,7 @@ impl Reader {
                 self.open(Frame::Map {
                     indent,
                     position: line.at(indent),
-                    entries: Vec::new(),
+                    entries: Vec::with_capacity(4),
                     pending: None,
                 })?;
             }
@@ -192,7 +192,7 @@ impl Reader {
                 self.open(Frame::Map {
                     indent,
                     position: line.at(indent),
-                    entries: Vec::new(),
+                    entries: Vec::with_capacity(4),
                     pending: None,
                 })?;
             }
