@@ -103,6 +103,7 @@ fn comparable(mut s: NodeState) -> NodeState {
 fn request() -> ObserveRequest {
     ObserveRequest {
         interface: LINK.into(),
+        vip_links: 1,
         sysctls: vec![
             "net.ipv4.vs.sloppy_tcp".into(),
             "net.ipv4.vs.expire_nodest_conn".into(),

@@ -344,6 +344,9 @@ fn status(
                 .as_ref()
                 .map(|o| o.interface.clone())
                 .unwrap_or_else(|| balanced_schemas::v1::DEFAULT_INTERFACE.to_owned()),
+            // Without the node config the count is unknown; every link named after the
+            // interface is observed all the same.
+            vip_links: 1,
             sysctls: document.observed.sysctls.keys().cloned().collect(),
         },
     };

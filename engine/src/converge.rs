@@ -52,6 +52,7 @@ impl NodeConfig {
     pub fn observe_request(&self) -> ObserveRequest {
         ObserveRequest {
             interface: self.spec.interface.clone(),
+            vip_links: self.spec.vip_links,
             sysctls: self.spec.sysctls.keys().cloned().collect(),
         }
     }

@@ -144,7 +144,7 @@ impl Daemon {
         Some(plan)
     }
 
-    /// Plans against the cache without re-reading anything (after a config reload).
+    /// Plans against the cache without re-reading anything.
     pub fn plan_now(&self, now: SystemTime) -> Plan {
         self.converger.plan_incremental(&self.cache, now, false)
     }
@@ -638,8 +638,12 @@ fn reload_config(daemon: &mut Daemon) {
         Ok(node) => {
             info!("node config {} changed; reloaded", path.display());
             daemon.set_node(node);
-            let plan = daemon.plan_now(SystemTime::now());
-            daemon.converge(plan);
+            // Observed again, not planned against the cache: the link, its `vipLinks` and
+            // the sysctls to look at may have changed.
+            match daemon.resync(SystemTime::now()) {
+                Ok(plan) => daemon.converge(plan),
+                Err(e) => error!("{e}"),
+            }
         }
         Err(diagnostics) => {
             error!(

@@ -208,6 +208,7 @@ mod tests {
     fn request() -> ObserveRequest {
         ObserveRequest {
             interface: "balanced0".into(),
+            vip_links: 1,
             sysctls: vec!["net.ipv4.vs.sloppy_tcp".into()],
         }
     }
@@ -235,6 +236,7 @@ mod tests {
         let other_link = again
             .observe(&ObserveRequest {
                 interface: "other0".into(),
+                vip_links: 1,
                 sysctls: Vec::new(),
             })
             .unwrap();

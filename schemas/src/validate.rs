@@ -696,6 +696,27 @@ fn check_node_config(report: &mut Report, spec: &v1::NodeConfigSpec) {
             ),
         );
     }
+    if !(1..=v1::MAX_VIP_LINKS).contains(&spec.vip_links) {
+        report.error(
+            "spec.vipLinks",
+            format!(
+                "vipLinks is {}; it must be 1 to {}",
+                spec.vip_links,
+                v1::MAX_VIP_LINKS
+            ),
+        );
+    } else if spec.vip_links > 1 {
+        let last = v1::vip_link_name(&spec.interface, spec.vip_links - 1);
+        if let Some(why) = invalid_interface_name(&last) {
+            report.error(
+                "spec.vipLinks",
+                format!(
+                    "the last VIP link would be named {last:?}, not a valid Linux interface \
+                     name: {why}; use a shorter interface name or fewer links"
+                ),
+            );
+        }
+    }
     check_vip_ranges(report, &spec.vip_ranges);
     check_fwmark_ranges(report, &spec.fwmark_ranges);
     for (name, value) in &spec.sysctls {
@@ -1320,6 +1341,21 @@ mod tests {
         one(node("  interface: a/b\n"), "it contains '/'");
         one(node("  interface: \"a b\"\n"), "it contains ' '");
         one(node("  interface: ..\n"), "path component");
+    }
+
+    #[test]
+    fn vip_links_are_counted_and_named_within_linux_limits() {
+        clean(node("  vipLinks: 16\n"));
+        clean(node("  interface: abcdefghijkl\n  vipLinks: 64\n"));
+        one(node("  vipLinks: 0\n"), "vipLinks is 0; it must be 1 to 64");
+        one(
+            node("  vipLinks: 65\n"),
+            "vipLinks is 65; it must be 1 to 64",
+        );
+        one(
+            node("  interface: abcdefghijklmn\n  vipLinks: 2\n"),
+            "the last VIP link would be named \"abcdefghijklmn-1\"",
+        );
     }
 
     #[test]

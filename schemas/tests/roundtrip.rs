@@ -190,6 +190,7 @@ fn node_spec() -> impl Strategy<Value = NodeConfigSpec> {
         ),
         (duration(), duration(), duration(), option::of(duration())),
         (limit(), limit(), any::<bool>()),
+        1u8..=64,
     )
         .prop_map(
             |(
@@ -200,9 +201,11 @@ fn node_spec() -> impl Strategy<Value = NodeConfigSpec> {
                 (tcp, tcp_fin, udp),
                 (drain, resync, withdraw, on_failure),
                 (services, destinations, maintenance),
+                vip_links,
             )| {
                 NodeConfigSpec {
                     interface,
+                    vip_links,
                     vip_ranges,
                     fwmark_ranges: marks
                         .into_iter()

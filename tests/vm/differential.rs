@@ -390,6 +390,7 @@ fn errno_of(result: &Result<(), balanced_engine::dataplane::ActionError>) -> Str
 fn simulated_and_kernel_dataplanes_agree() {
     let request = ObserveRequest {
         interface: LINK.to_owned(),
+        vip_links: 1,
         sysctls: vec![SYSCTL.to_owned()],
     };
     let dir = tempfile::tempdir().expect("temporary directory");

@@ -57,6 +57,9 @@ pub enum Action {
 #[derive(Debug, Clone, PartialEq, Eq, Default)]
 pub struct ObserveRequest {
     pub interface: String,
+    /// `vipLinks`: how many dummy links hold the VIP link's addresses (0 counts as 1). The
+    /// kernel dataplane spreads addresses over them; the model sees one link.
+    pub vip_links: u8,
     pub sysctls: Vec<String>,
 }
 

@@ -14,17 +14,17 @@ pub mod rtnl;
 pub mod socket;
 pub mod sysctl;
 
-use std::collections::BTreeMap;
+use std::collections::{BTreeMap, HashMap};
 use std::net::IpAddr;
 use std::time::Instant;
 
-use balanced_schemas::v1::Encapsulation;
+use balanced_schemas::v1::{self, Encapsulation};
 use tracing::debug;
 
 use crate::dataplane::{Action, ActionError, Dataplane, DataplaneError, Errno, ObserveRequest};
 use crate::kernel::ipvs::client::{ConnectError, IpvsClient};
 use crate::kernel::ipvs::codec::{self, IpvsMessage};
-use crate::kernel::link::LinkClient;
+use crate::kernel::link::{LinkClient, vip_link_of};
 use crate::kernel::netlink::Ack;
 use crate::kernel::socket::SocketError;
 use crate::kernel::sysctl::Sysctls;
@@ -36,6 +36,40 @@ pub struct KernelDataplane {
     sysctls: Sysctls,
     /// `(major, minor)` of the running kernel, for features IPVS added late.
     release: Option<(u32, u32)>,
+    /// The VIP link as the last observation found it.
+    vip: VipLinks,
+}
+
+/// The VIP link's dummy links (`vipLinks`), from the last observation: actions name the VIP
+/// link, and this says which of its links an address goes on or comes off.
+#[derive(Debug, Default)]
+struct VipLinks {
+    name: String,
+    count: u8,
+    /// The link index each address was seen on (or added to since).
+    located: HashMap<IpAddr, u32>,
+}
+
+impl VipLinks {
+    /// The link an address change goes to: by name, or the index it was seen on.
+    fn target(&self, interface: &str, add: bool, address: &IpAddr) -> Target {
+        if interface != self.name {
+            return Target::Name(interface.to_owned());
+        }
+        match self.located.get(address) {
+            Some(index) if !add => Target::Index(*index),
+            _ => Target::Name(v1::vip_link_name(
+                interface,
+                vip_link_of(address, self.count),
+            )),
+        }
+    }
+}
+
+#[derive(Debug, Clone, PartialEq, Eq, PartialOrd, Ord)]
+enum Target {
+    Name(String),
+    Index(u32),
 }
 
 impl KernelDataplane {
@@ -57,6 +91,7 @@ impl KernelDataplane {
             link,
             sysctls: Sysctls::default(),
             release,
+            vip: VipLinks::default(),
         })
     }
 
@@ -65,18 +100,28 @@ impl KernelDataplane {
         self.ipvs.version
     }
 
-    /// Address changes, pipelined per link after one lookup of each link's index.
+    /// Address changes, pipelined per link after one lookup of each link's index; on a VIP
+    /// link spread over several, each address goes to its own.
     fn address_changes(&mut self, run: &[Action]) -> Vec<Result<(), ActionError>> {
         let mut results: Vec<Option<Result<(), ActionError>>> = vec![None; run.len()];
-        let mut by_link: BTreeMap<&str, Vec<usize>> = BTreeMap::new();
+        let mut by_target: BTreeMap<Target, Vec<usize>> = BTreeMap::new();
         for (i, action) in run.iter().enumerate() {
-            if let Some((name, _, _)) = address_change(action) {
-                by_link.entry(name).or_default().push(i);
+            if let Some((name, add, address)) = address_change(action) {
+                let target = self.vip.target(name, add, &address);
+                by_target.entry(target).or_default().push(i);
             }
         }
-        for (name, members) in by_link {
-            let index = match self.link.find(name) {
-                Ok(Some(link)) => link.index,
+        let mut indexes: BTreeMap<u32, Vec<usize>> = BTreeMap::new();
+        for (target, members) in by_target {
+            let name = match target {
+                Target::Index(index) => {
+                    indexes.entry(index).or_default().extend(members);
+                    continue;
+                }
+                Target::Name(name) => name,
+            };
+            match self.link.find(&name) {
+                Ok(Some(link)) => indexes.entry(link.index).or_default().extend(members),
                 found => {
                     let (errno, detail) = match found {
                         Err(e) => (e.errno(), socket_detail(&e)),
@@ -85,9 +130,11 @@ impl KernelDataplane {
                     for i in members {
                         results[i] = Some(Err(action_error(&run[i], errno, detail.clone())));
                     }
-                    continue;
                 }
-            };
+            }
+        }
+        for (index, mut members) in indexes {
+            members.sort_unstable();
             let changes: Vec<(bool, IpAddr)> = members
                 .iter()
                 .filter_map(|i| address_change(&run[*i]).map(|(_, add, a)| (add, a)))
@@ -95,16 +142,36 @@ impl KernelDataplane {
             let started = Instant::now();
             let acks = self.link.change_addresses(index, &changes);
             debug!(
-                link = name,
+                link = index,
                 changes = changes.len(),
                 seconds = started.elapsed().as_secs_f64(),
                 "address changes answered"
             );
             for (n, i) in members.into_iter().enumerate() {
-                results[i] = Some(ack_result(&run[i], acks.get(n)));
+                let result = ack_result(&run[i], acks.get(n));
+                if result.is_ok() {
+                    let (add, address) = changes[n];
+                    if add {
+                        self.vip.located.insert(address, index);
+                    } else {
+                        self.vip.located.remove(&address);
+                    }
+                }
+                results[i] = Some(result);
             }
         }
         complete(run, results)
+    }
+
+    /// Creates and sets up a link; the VIP link's every link when it is spread.
+    fn ensure(&mut self, name: &str) -> Result<(), SocketError> {
+        if name != self.vip.name {
+            return self.link.ensure(name);
+        }
+        for number in 0..self.vip.count.max(1) {
+            self.link.ensure(&v1::vip_link_name(name, number))?;
+        }
+        Ok(())
     }
 
     /// IPVS requests, pipelined; those the kernel cannot do are refused before sending.
@@ -137,7 +204,6 @@ impl KernelDataplane {
     fn single(&mut self, action: &Action) -> Result<(), ActionError> {
         match action {
             Action::EnsureInterface { name } => self
-                .link
                 .ensure(name)
                 .map_err(|e| action_error(action, e.errno(), socket_detail(&e))),
             Action::SetSysctl { name, value } => self.sysctls.write(name, value).map_err(|e| {
@@ -380,9 +446,17 @@ impl Dataplane for KernelDataplane {
         let interface = if request.interface.is_empty() {
             Default::default()
         } else {
-            self.link
-                .observe(&request.interface)
-                .map_err(kernel(&format!("reading link {}", request.interface)))?
+            let count = request.vip_links.max(1);
+            let (interface, located) = self
+                .link
+                .observe_spread(&request.interface, count)
+                .map_err(kernel(&format!("reading link {}", request.interface)))?;
+            self.vip = VipLinks {
+                name: request.interface.clone(),
+                count,
+                located,
+            };
+            interface
         };
         let mut sysctls = BTreeMap::new();
         for name in &request.sysctls {
@@ -439,6 +513,40 @@ mod tests {
     use super::*;
     use crate::model::{ServiceConfig, ServiceKey};
     use balanced_schemas::v1::{Protocol, Scheduler};
+
+    #[test]
+    fn vip_addresses_go_to_their_hashed_link_and_leave_from_where_they_are() {
+        let located: IpAddr = "198.18.39.16".parse().unwrap();
+        let vip = VipLinks {
+            name: "balanced0".into(),
+            count: 16,
+            located: HashMap::from([(located, 42)]),
+        };
+        let fresh: IpAddr = "198.18.0.1".parse().unwrap();
+        // FNV-1a of 198.18.0.1 modulo 16 is 6 (pinned in link.rs's tests).
+        assert_eq!(
+            vip.target("balanced0", true, &fresh),
+            Target::Name("balanced0-6".into())
+        );
+        assert_eq!(
+            vip.target("balanced0", false, &fresh),
+            Target::Name("balanced0-6".into())
+        );
+        assert_eq!(vip.target("balanced0", false, &located), Target::Index(42));
+        assert_eq!(
+            vip.target("other0", false, &located),
+            Target::Name("other0".into())
+        );
+        let single = VipLinks {
+            name: "balanced0".into(),
+            count: 1,
+            located: HashMap::new(),
+        };
+        assert_eq!(
+            single.target("balanced0", true, &fresh),
+            Target::Name("balanced0".into())
+        );
+    }
 
     #[test]
     fn kernel_releases_parse() {

@@ -101,6 +101,16 @@ pub fn encode_set_up(out: &mut Vec<u8>, index: u32, sequence: u32) {
 }
 
 /// `ip addr show` (all links; the caller filters by index).
+pub fn encode_dump_links(out: &mut Vec<u8>, sequence: u32) {
+    netlink::push_message(
+        out,
+        RTM_GETLINK,
+        NLM_F_REQUEST | NLM_F_DUMP,
+        sequence,
+        |out| push_ifinfomsg(out, 0, 0, 0),
+    );
+}
+
 pub fn encode_dump_addresses(out: &mut Vec<u8>, sequence: u32) {
     netlink::push_message(
         out,
@@ -272,6 +282,19 @@ mod tests {
         assert!(link.up);
         assert_eq!(link.name, "balanced0");
         assert_eq!(link.kind.as_deref(), Some("dummy"));
+    }
+
+    #[test]
+    fn the_link_dump_asks_for_every_link() {
+        let mut buf = Vec::new();
+        encode_dump_links(&mut buf, 7);
+        let msgs = messages(&buf).expect("framing");
+        assert_eq!(msgs.len(), 1);
+        assert_eq!(msgs[0].header.kind, RTM_GETLINK);
+        assert_eq!(msgs[0].header.flags, NLM_F_REQUEST | NLM_F_DUMP);
+        assert_eq!(msgs[0].header.sequence, 7);
+        // A bare ifinfomsg: any family, no index, no attribute filter.
+        assert_eq!(msgs[0].payload, &[0u8; IFINFOMSG_LEN][..]);
     }
 
     #[test]

@@ -9,6 +9,7 @@
 #      line for that change, confirmed in the kernel
 #   6. the one-shot commands on the same state: balanced plan (parses every file), then
 #      balanced apply from empty (with its verification: a second full observation)
+#   7. step 3 again with every VIP on one link (vipLinks: 1; steps 3-6 use 16)
 # Prints "BENCH <key> <seconds> ..." lines. Every timed step starts from a freshly loaded IPVS
 # (deleted destinations stay on a "trash" list that every add scans).
 . /vm/lib.sh
@@ -20,7 +21,7 @@ bench() { echo "BENCH $*"; }
 IPVS_MODS=$(grep '^ip_vs' /lib/modules/load-order | tr '\n' ' ')
 fresh_ipvs() {
   ipvsadm -C
-  ip link del balanced0 2>/dev/null
+  for l in $(ip -o link show | awk -F': ' '$2 ~ /^balanced0(-[0-9]+)?$/ {print $2}'); do ip link del "$l"; done
   rev=""; for m in $IPVS_MODS; do rev="$m $rev"; done
   for m in $rev; do rmmod $m; done
   for m in $IPVS_MODS; do insmod /lib/modules/$m.ko; done
@@ -57,6 +58,16 @@ wait_until 600 sh -c '! pidof keepalived'
 bench keepalived_stopped_after $(since $t0) "(its cleanup of 10,000 virtual servers)"
 sleep 1
 
+# The kernel's share of the converge, from the debug lines of each pipelined batch.
+answered_totals() {
+  sed 's/\x1b\[[0-9;]*m//g' $BAL_STATE.run.log | awk '
+    / IPVS requests answered / { match($0, /requests=[0-9]+/); n += substr($0, RSTART + 9, RLENGTH - 9)
+                                 match($0, /seconds=[0-9.e-]+/); s += substr($0, RSTART + 8, RLENGTH - 8) }
+    / address changes answered / { match($0, /changes=[0-9]+/); an += substr($0, RSTART + 8, RLENGTH - 8)
+                                   match($0, /seconds=[0-9.e-]+/); as += substr($0, RSTART + 8, RLENGTH - 8); links++ }
+    END { printf "BENCH-INFO kernel answered %d IPVS requests in %.2f s, %d address changes on %d link batches in %.2f s\n", n, s, an, links, as }'
+}
+
 # --- 3. balanced run from empty ------------------------------------------------------------------
 # Log timestamps are wall-clock; /tmp/t0's mtime is the start on the same clock.
 stamp() { echo "$1" | awk '{split($1, a, ":"); printf "%.4f", a[1] * 3600 + a[2] * 60 + a[3]}'; }
@@ -68,7 +79,7 @@ rm -rf "$BAL_STATE"; mkdir -p "$BAL_STATE"
 mkdir -p /tmp/bm; cp -r $B/manifests /tmp/bm/m
 touch /tmp/t0
 start=$(stamp "$(stat -c %y /tmp/t0 | cut -d' ' -f2)")
-BALANCED_LOG=info,balanced_engine::daemon=debug bal_run_start --dataplane kernel --debounce 20ms /tmp/bm/m
+BALANCED_LOG=info,balanced_engine::daemon=debug,balanced_engine::kernel=debug bal_run_start --dataplane kernel --debounce 20ms /tmp/bm/m
 # Polls read only the log's tail: a grep of the whole log (120,000 lines) every 0.2 s would
 # take the guest's only CPU from the daemon it times.
 logged() { tail -c 16384 $BAL_STATE.run.log | grep -q "$1"; }
@@ -79,7 +90,9 @@ first=$(grep -m1 ' converging ' $BAL_STATE.run.log)
 bench balanced_run_converge_from_empty "$(awk "BEGIN{printf \"%.2f\", $(log_time "$line") - $start}")" \
   "(start -> last VIP announced; parse+observe+plan until the first action: $(awk "BEGIN{printf \"%.2f\", $(log_time "$first") - $start}") s)"
 check_eq "balanced reached the full state" $((NSVC * NDEST)) "$(total_dests)"
-check_eq "balanced announced every VIP" "$NSVC" "$(ip -o addr show dev balanced0 scope global | wc -l)"
+check_eq "balanced announced every VIP" "$NSVC" \
+  "$(ip -o addr show scope global | grep -c -E '^[0-9]+: balanced0(-[0-9]+)? ')"
+answered_totals
 echo "t0 $(stat -c %y /tmp/t0 | cut -d' ' -f2)"
 grep -v ' INFO [+~-] ' $BAL_STATE.run.log | head -8
 grep ' INFO [+~-] ' $BAL_STATE.run.log | sed -n '1p;$p'
@@ -135,3 +148,18 @@ sed 's/\x1b\[[0-9;]*m//g' /tmp/apply.log | awk -v start="$(stat -c %y /tmp/t0 | 
     else if (planned != "") last = now }
   END { printf "BENCH balanced_apply_phases %.2f parse_observe_plan=%.2f actions=%.2f verify_and_state=%.2f\n", done - first, planned - first, last - planned, done - last }'
 tail -3 /tmp/apply.log
+
+# --- 7. balanced run from empty with one VIP link -------------------------------------------------
+fresh_ipvs
+BAL_CONFIG=$B/node-1link.yaml
+rm -rf "$BAL_STATE"; mkdir -p "$BAL_STATE"
+touch /tmp/t0
+start=$(stamp "$(stat -c %y /tmp/t0 | cut -d' ' -f2)")
+BALANCED_LOG=info,balanced_engine::daemon=debug,balanced_engine::kernel=debug bal_run_start --dataplane kernel --debounce 20ms /tmp/bm/m
+wait_until 3000 logged "address $LAST_VIP on balanced0"
+line=$(grep -m1 "address $LAST_VIP on balanced0" $BAL_STATE.run.log)
+bench balanced_run_converge_from_empty_one_link "$(awk "BEGIN{printf \"%.2f\", $(log_time "$line") - $start}")" \
+  "(start -> last VIP announced, every VIP on balanced0)"
+answered_totals
+check_eq "balanced announced every VIP on one link" "$NSVC" "$(ip -o addr show dev balanced0 scope global | wc -l)"
+bal_run_stop

@@ -78,6 +78,7 @@ reset_node() {
   bal_run_stop
   ipvsadm -C
   ip link del balanced0 2>/dev/null
+  for l in $(ip -o link show | awk -F': ' '$2 ~ /^balanced0-/ {print $2}'); do ip link del "$l"; done
   rm -rf "$BAL_STATE" "$BAL_STATE.run.log"
   mkdir -p "$BAL_STATE"
 }

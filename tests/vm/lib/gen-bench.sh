@@ -3,7 +3,9 @@
 #   manifests/svc-NNNNN.yaml  one Balancer per VIP (as the exporter writes them): TCP 80, rr,
 #                             direct routing, NDEST backends of weight 1
 #   keepalived.conf           the same services as keepalived virtual_server blocks (no checkers)
-#   node.yaml                 owns 198.18.0.0/15; resync every hour (the bench triggers its own)
+#   node.yaml                 owns 198.18.0.0/15 on 16 VIP links; resync every hour (the bench
+#                             triggers its own)
+#   node-1link.yaml           the same on one VIP link
 #   bench.env                 NSVC, NDEST, LAST_VIP, LAST_FILE
 # VIP i = 198.18.0.0 + 1 + i; backend j of VIP i = 10.(i / 256).(i % 256).(j + 1), port 80.
 # Addresses are used inside the QEMU guest only (it has no network card).
@@ -36,6 +38,7 @@ metadata:
   name: bench
 spec:
   interface: balanced0
+  vipLinks: 16
   vipRanges: ["198.18.0.0/15"]
   resyncInterval: 1h
   withdrawDelay: 0s
@@ -43,3 +46,4 @@ spec:
     services: "100%"
     destinations: "100%"
 YAML
+grep -v '^  vipLinks:' "$out/node.yaml" > "$out/node-1link.yaml"
