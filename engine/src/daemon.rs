@@ -566,14 +566,17 @@ async fn event_loop(
                     }
                 };
                 let config_dir = config_dir(&daemon.converger.node.path);
-                if paths.iter().any(|p| config_dir.as_deref().is_some_and(|d| p.starts_with(d))) {
-                    reload_config(&mut daemon);
-                }
+                // A changed node config is observed again, not planned against the cache:
+                // the link, its vipLinks and the sysctls to look at may have changed.
+                let reloaded = paths
+                    .iter()
+                    .any(|p| config_dir.as_deref().is_some_and(|d| p.starts_with(d)))
+                    && reload_config(&mut daemon);
                 if paths.iter().any(|p| Some(p) == flag.as_ref()) {
                     daemon.reload_maintenance();
                 }
                 let now = SystemTime::now();
-                let plan = if rescan {
+                let plan = if rescan || reloaded {
                     match daemon.resync(now) {
                         Ok(plan) => Some(plan),
                         Err(e) => { error!("{e}"); None }
@@ -631,19 +634,16 @@ fn changes(batch: &[DebouncedEvent]) -> Option<(Vec<PathBuf>, bool)> {
 }
 
 /// Reloads the node config; an invalid one is reported and the running one kept.
-fn reload_config(daemon: &mut Daemon) {
+/// Loads the node config again; true when it changed and the new one is in force (the caller
+/// then resyncs).
+fn reload_config(daemon: &mut Daemon) -> bool {
     let path = daemon.converger.node.path.clone();
     match NodeConfig::load(&path) {
-        Ok(node) if node.spec == daemon.converger.node.spec => {}
+        Ok(node) if node.spec == daemon.converger.node.spec => false,
         Ok(node) => {
             info!("node config {} changed; reloaded", path.display());
             daemon.set_node(node);
-            // Observed again, not planned against the cache: the link, its `vipLinks` and
-            // the sysctls to look at may have changed.
-            match daemon.resync(SystemTime::now()) {
-                Ok(plan) => daemon.converge(plan),
-                Err(e) => error!("{e}"),
-            }
+            true
         }
         Err(diagnostics) => {
             error!(
@@ -651,6 +651,7 @@ fn reload_config(daemon: &mut Daemon) {
                 path.display()
             );
             Converger::log_diagnostics(&diagnostics);
+            false
         }
     }
 }
