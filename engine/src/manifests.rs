@@ -351,24 +351,10 @@ impl ManifestSet {
                 entry.reason = Some("its watched directory is missing or empty".to_owned());
                 continue;
             }
-            match &entry.current {
-                Some(current) => {
-                    diagnostics.extend(current.parsed.diagnostics.iter().cloned());
-                    if current.valid {
-                        entry.in_force = Some(current.clone());
-                        entry.state = FileState::InForce;
-                    } else {
-                        invalid = true;
-                        entry.in_force = entry.lkg.clone();
-                        entry.state = fallback_state(&entry.lkg);
-                        entry.reason = Some("invalid".to_owned());
-                    }
-                }
-                None => {
-                    entry.in_force = None;
-                    entry.state = FileState::InForce;
-                }
+            if let Some(current) = &entry.current {
+                diagnostics.extend(current.parsed.diagnostics.iter().cloned());
             }
+            invalid |= !choose_on_disk(entry);
         }
 
         // The cross-file checks look only at names, VIPs and service identities: when the last
@@ -454,32 +440,13 @@ impl ManifestSet {
                 continue;
             };
             entry.reason = None;
-            match &entry.current {
-                Some(current) if current.valid => {
-                    entry.in_force = Some(current.clone());
-                    entry.state = FileState::InForce;
-                }
-                Some(_) => {
-                    entry.in_force = entry.lkg.clone();
-                    entry.state = fallback_state(&entry.lkg);
-                    entry.reason = Some("invalid".to_owned());
-                }
-                None => {
-                    entry.in_force = None;
-                    entry.state = FileState::InForce;
-                }
-            }
+            choose_on_disk(entry);
         }
-        let identities_kept = dirty.iter().filter_map(|k| self.files.get(k)).all(|e| {
-            match (&e.in_force, &e.checked) {
-                (None, None) => true,
-                (Some(now), Some(then)) => {
-                    Arc::ptr_eq(now, then) || identities(&now.parsed) == identities(&then.parsed)
-                }
-                _ => false,
-            }
-        });
-        if !identities_kept {
+        let kept = dirty
+            .iter()
+            .filter_map(|k| self.files.get(k))
+            .all(identities_kept);
+        if !kept {
             // The full resolve decides again for every file, these included.
             self.resolved.reusable = false;
             self.resolved.dirty = dirty;
@@ -582,15 +549,7 @@ impl ManifestSet {
         if checked_node.as_ref() != node.and_then(NodeConfigDoc::spec) {
             return false;
         }
-        self.files
-            .values()
-            .all(|e| match (&e.in_force, &e.checked) {
-                (None, None) => true,
-                (Some(now), Some(then)) => {
-                    Arc::ptr_eq(now, then) || identities(&now.parsed) == identities(&then.parsed)
-                }
-                _ => false,
-            })
+        self.files.values().all(identities_kept)
     }
 
     /// Sorts the diagnostics; `invalid` also when any file is not in force as it is on disk.
@@ -919,6 +878,41 @@ fn source_range(index: usize) -> std::ops::Range<FileKey> {
     }..FileKey {
         source: index + 1,
         rel: PathBuf::new(),
+    }
+}
+
+/// The first choice for a file: the version on disk when valid (true), else its last known
+/// good version (false); a file gone from disk is in force as gone.
+fn choose_on_disk(entry: &mut FileEntry) -> bool {
+    match &entry.current {
+        Some(current) if current.valid => {
+            entry.in_force = Some(current.clone());
+            entry.state = FileState::InForce;
+            true
+        }
+        Some(_) => {
+            entry.in_force = entry.lkg.clone();
+            entry.state = fallback_state(&entry.lkg);
+            entry.reason = Some("invalid".to_owned());
+            false
+        }
+        None => {
+            entry.in_force = None;
+            entry.state = FileState::InForce;
+            true
+        }
+    }
+}
+
+/// Whether the version in force has the names, VIPs and services of the one the last full
+/// cross-file check saw.
+fn identities_kept(entry: &FileEntry) -> bool {
+    match (&entry.in_force, &entry.checked) {
+        (None, None) => true,
+        (Some(now), Some(then)) => {
+            Arc::ptr_eq(now, then) || identities(&now.parsed) == identities(&then.parsed)
+        }
+        _ => false,
     }
 }
 
