@@ -5,6 +5,7 @@
 //! before any typed conversion, so a future `balanced.io/v2` is one more match arm.
 
 use std::path::{Path, PathBuf};
+use std::sync::{Arc, OnceLock};
 
 use crate::diagnostic::{Diagnostic, Position};
 use crate::v1;
@@ -47,13 +48,30 @@ impl Manifest {
 /// Where each field of a document was written, by field path: `spec.vip`,
 /// `spec.services[1].backends[0].port`. The document itself is the empty path.
 ///
-/// It keeps the document's position-carrying tree and walks it on each lookup: lookups happen
-/// only for messages, so nothing is indexed up front (at 10,000 manifests an index of every
-/// path was a fifth of the time a node took to read them). Keys may contain dots (sysctl
-/// names): a path segment matches the longest key it starts with.
-#[derive(Debug, Clone, PartialEq, Default)]
+/// Lookups happen only for messages, so nothing is indexed up front (at 10,000 manifests an
+/// index of every path was a fifth of the time a node took to read them), and once the
+/// single-document checks are done the tree is let go too ([`Positions::release`]): it is
+/// about twenty times the size of the text, and a valid manifest never needs it again. A
+/// later lookup (a cross-file conflict) reads the document's text again, once. Keys may
+/// contain dots (sysctl names): a path segment matches the longest key it starts with.
+#[derive(Debug, Clone, Default)]
 pub struct Positions {
-    root: Option<Node>,
+    /// The document's tree, while kept or once read again.
+    tree: OnceLock<Option<Node>>,
+    /// The file's text and the document's index in it, to read the tree again.
+    source: Option<(Arc<str>, usize)>,
+}
+
+/// Two position sets are equal when they come from the same document text, or (without a
+/// text) hold equal trees — whether a tree is held right now does not matter.
+impl PartialEq for Positions {
+    fn eq(&self, other: &Self) -> bool {
+        match (&self.source, &other.source) {
+            (Some((a, i)), Some((b, j))) => i == j && a == b,
+            (None, None) => self.tree.get() == other.tree.get(),
+            _ => false,
+        }
+    }
 }
 
 /// What a walk along a field path found.
@@ -67,13 +85,32 @@ struct Found<'a> {
 }
 
 impl Positions {
-    /// Keeps a document tree for lookups.
-    pub fn of(root: Node) -> Self {
-        Positions { root: Some(root) }
+    /// Document number `index` of `text`, whose tree is `root`.
+    fn from_source(root: Node, text: Arc<str>, index: usize) -> Self {
+        Positions {
+            tree: OnceLock::from(Some(root)),
+            source: Some((text, index)),
+        }
+    }
+
+    /// Lets the tree go when it can be read again from the text.
+    pub fn release(&mut self) {
+        if self.source.is_some() {
+            self.tree = OnceLock::new();
+        }
+    }
+
+    fn root(&self) -> Option<&Node> {
+        self.tree
+            .get_or_init(|| {
+                let (text, index) = self.source.as_ref()?;
+                yaml::parse_documents(text).ok()?.into_iter().nth(*index)
+            })
+            .as_ref()
     }
 
     fn find(&self, path: &str) -> Found<'_> {
-        let Some(mut node) = self.root.as_ref() else {
+        let Some(mut node) = self.root() else {
             return Found {
                 node: None,
                 key: None,
@@ -190,10 +227,12 @@ pub fn parse_file(path: &Path, text: &str) -> ParsedFile {
             return file;
         }
     };
-    for node in nodes {
-        match parse_document(path, node) {
-            Ok(document) => {
+    let source: Arc<str> = Arc::from(text);
+    for (index, node) in nodes.into_iter().enumerate() {
+        match parse_document(path, node, &source, index) {
+            Ok(mut document) => {
                 file.diagnostics.extend(validate::check_document(&document));
+                document.positions.release();
                 file.documents.push(document);
             }
             Err(diagnostics) => file.diagnostics.extend(diagnostics),
@@ -235,7 +274,12 @@ fn service_errors(node: &Node) -> Vec<YamlError> {
     errors
 }
 
-fn parse_document(path: &Path, tree: Node) -> Result<Document, Vec<Diagnostic>> {
+fn parse_document(
+    path: &Path,
+    tree: Node,
+    text: &Arc<str>,
+    index: usize,
+) -> Result<Document, Vec<Diagnostic>> {
     let node = &tree;
     let error = |position: Position, message: String| Diagnostic::error(path, position, message);
     if !matches!(node.kind, NodeKind::Map(_)) {
@@ -321,7 +365,7 @@ fn parse_document(path: &Path, tree: Node) -> Result<Document, Vec<Diagnostic>> 
         path: path.to_owned(),
         position,
         manifest,
-        positions: Positions::of(tree),
+        positions: Positions::from_source(tree, text.clone(), index),
     })
 }
 
@@ -359,6 +403,36 @@ mod tests {
             Position::new(10, 11)
         );
         assert_eq!(positions.at("nothing.here"), Position::new(1, 1));
+    }
+
+    #[test]
+    fn positions_let_the_tree_go_and_read_their_own_document_again() {
+        let doc = |name: &str, vip: &str| {
+            format!(
+                "apiVersion: balanced.io/v1\nkind: Balancer\nmetadata:\n  name: {name}\nspec:\n  \
+                 vip: {vip}\n  services:\n    - protocol: TCP\n      port: 80\n"
+            )
+        };
+        let text = format!(
+            "{}---\n{}",
+            doc("a", "198.51.100.1"),
+            doc("b", "198.51.100.2")
+        );
+        let file = parse_file(Path::new("two.yaml"), &text);
+        assert_eq!(file.diagnostics, []);
+        let [first, second] = file.documents.as_slice() else {
+            panic!("two documents: {:?}", file.documents);
+        };
+        assert!(
+            first.positions.tree.get().is_none(),
+            "released after the checks"
+        );
+        // The second document starts after the first's 9 lines and the separator.
+        assert_eq!(second.positions.get("spec.vip"), Some(Position::new(16, 8)));
+        assert_eq!(first.positions.get("spec.vip"), Some(Position::new(6, 8)));
+        assert!(first.positions.tree.get().is_some(), "read again once");
+        assert_eq!(first.positions, first.positions.clone());
+        assert_ne!(first.positions, second.positions);
     }
 
     #[test]
