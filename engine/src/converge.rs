@@ -415,18 +415,27 @@ mod tests {
         )
     }
 
-    #[test]
-    fn the_file_by_file_compile_equals_a_full_compile_after_each_change() {
+    /// A temporary root with a manifest directory `m` and a node config owning
+    /// 198.51.100.0/24, plus `extra` spec lines.
+    fn node_root(extra: &str) -> (tempfile::TempDir, PathBuf, PathBuf) {
         let root = tempfile::tempdir().unwrap();
         let dir = root.path().join("m");
         fs::create_dir_all(&dir).unwrap();
         let config = root.path().join("node.yaml");
         fs::write(
             &config,
-            "apiVersion: balanced.io/v1\nkind: NodeConfig\nmetadata:\n  name: n\nspec:\n  \
-             vipRanges: [198.51.100.0/24]\n",
+            format!(
+                "apiVersion: balanced.io/v1\nkind: NodeConfig\nmetadata:\n  name: n\nspec:\n  \
+                 vipRanges: [198.51.100.0/24]\n{extra}"
+            ),
         )
         .unwrap();
+        (root, dir, config)
+    }
+
+    #[test]
+    fn the_file_by_file_compile_equals_a_full_compile_after_each_change() {
+        let (root, dir, config) = node_root("");
         // Two files share VIP .1 (ports 80 and 443).
         fs::write(dir.join("a.yaml"), balancer("a", "198.51.100.1", 80, 1)).unwrap();
         fs::write(dir.join("b.yaml"), balancer("b", "198.51.100.1", 443, 1)).unwrap();
@@ -506,16 +515,8 @@ mod tests {
 
     #[test]
     fn a_settled_node_plans_only_the_changed_files_and_gets_the_full_plan() {
-        let root = tempfile::tempdir().unwrap();
-        let dir = root.path().join("m");
-        fs::create_dir_all(&dir).unwrap();
-        let config = root.path().join("node.yaml");
-        fs::write(
-            &config,
-            "apiVersion: balanced.io/v1\nkind: NodeConfig\nmetadata:\n  name: n\nspec:\n  \
-             vipRanges: [198.51.100.0/24]\n  withdrawDelay: 0s\n  maxDeletions:\n    services: 1\n",
-        )
-        .unwrap();
+        let (root, dir, config) =
+            node_root("  withdrawDelay: 0s\n  maxDeletions:\n    services: 1\n");
         for (file, vip, port) in [("a", 1, 80), ("b", 1, 443), ("c", 3, 80), ("d", 4, 80)] {
             let text = balancer(file, &format!("198.51.100.{vip}"), port, 1);
             fs::write(dir.join(format!("{file}.yaml")), text).unwrap();

@@ -56,6 +56,16 @@ enum Frame {
 }
 
 impl Frame {
+    /// An empty mapping whose keys start at `indent`.
+    fn map(indent: usize, position: Position) -> Frame {
+        Frame::Map {
+            indent,
+            position,
+            entries: Vec::with_capacity(4),
+            pending: None,
+        }
+    }
+
     fn indent(&self) -> usize {
         match self {
             Frame::Map { indent, .. } | Frame::Seq { indent, .. } => *indent,
@@ -150,12 +160,7 @@ impl Reader {
         }
         match split_key(content) {
             Some(_) => {
-                self.open(Frame::Map {
-                    indent: start,
-                    position: line.at(start),
-                    entries: Vec::with_capacity(4),
-                    pending: None,
-                })?;
+                self.open(Frame::map(start, line.at(start)))?;
                 self.key_value(line, start)
             }
             None => {
@@ -174,29 +179,20 @@ impl Reader {
         self.close_while(|top| {
             top.indent() > indent || matches!(top, Frame::Seq { indent: i, .. } if *i == indent)
         })?;
-        match self.stack.last() {
-            Some(Frame::Map {
-                indent: i,
-                pending: None,
-                ..
-            }) if *i == indent => {}
-            Some(top) if top.awaits_value() && top.indent() < indent => {
-                self.open(Frame::Map {
-                    indent,
-                    position: line.at(indent),
-                    entries: Vec::with_capacity(4),
-                    pending: None,
-                })?;
+        let continues = matches!(
+            self.stack.last(),
+            Some(Frame::Map { indent: i, pending: None, .. }) if *i == indent
+        );
+        if !continues {
+            // A new mapping: a pending key's value, or the document's root.
+            let opens = match self.stack.last() {
+                Some(top) => top.awaits_value() && top.indent() < indent,
+                None => self.root.is_none(),
+            };
+            if !opens {
+                return None;
             }
-            None if self.root.is_none() => {
-                self.open(Frame::Map {
-                    indent,
-                    position: line.at(indent),
-                    entries: Vec::with_capacity(4),
-                    pending: None,
-                })?;
-            }
-            _ => return None,
+            self.open(Frame::map(indent, line.at(indent)))?;
         }
         self.key_value(line, indent)
     }
