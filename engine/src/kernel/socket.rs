@@ -1,5 +1,11 @@
-//! The netlink transport: one socket, requests pipelined many per `sendmsg`, acks matched by
+//! The netlink transport: one socket, requests pipelined many per `sendmsg`, answers matched by
 //! sequence number, dumps read to their end.
+//!
+//! A pipelined batch asks for an ack on its last request only. The kernel answers every
+//! request that fails whatever its flags (`netlink_rcv_skb` acks on `NLM_F_ACK` *or* an
+//! error) and handles the requests of one `sendmsg` in order, so once the last request is
+//! answered, a request without an answer succeeded. That spares the kernel an ack message and
+//! us a `recvmsg` for every request that worked — most of them.
 //!
 //! The only module of the kernel dataplane that does socket I/O. It knows framing (headers,
 //! acks, `NLMSG_DONE`), never what a message means: encoding and decoding stay with the codecs.
@@ -12,11 +18,12 @@ use neli::socket::NlSocket;
 use neli::utils::Groups;
 
 use crate::kernel::netlink::{
-    self, Ack, DecodeError, Message, NLMSG_DONE, NLMSG_ERROR, NLMSG_NOOP, NLMSG_OVERRUN,
+    self, Ack, DecodeError, Message, NLM_F_ACK, NLMSG_DONE, NLMSG_ERROR, NLMSG_NOOP, NLMSG_OVERRUN,
 };
 
-/// Requests per `sendmsg`. Each ack takes about 1 KiB of receive buffer (skb overhead); the
-/// buffer is forced to [`RECEIVE_BUFFER`], so a batch's acks never overflow it.
+/// Requests per `sendmsg`. Each answer takes about 1 KiB of receive buffer (skb overhead); the
+/// buffer is forced to [`RECEIVE_BUFFER`], so a batch's answers never overflow it, even when
+/// every request fails.
 const BATCH: usize = 512;
 /// The socket's receive buffer: large, so dumps and batches of acks are never dropped.
 const RECEIVE_BUFFER: usize = 8 << 20;
@@ -116,9 +123,11 @@ impl NetlinkSocket {
     }
 
     /// Sends `count` requests, many per `sendmsg`; `encode(i, out, sequence)` appends request
-    /// `i` with `NLM_F_ACK` set. Returns one ack per request, in order: a failing request never
-    /// stops the later ones (the kernel processes every message of a batch). A request whose
-    /// ack never came because the socket failed gets an ack carrying the socket's errno.
+    /// `i` (with `NLM_F_ACK` set or not: the batch decides, see the module doc). Returns one
+    /// ack per request, in order: a failing request never stops the later ones (the kernel
+    /// handles every message of a batch). When the socket fails before the kernel answered
+    /// the last request of a `sendmsg`, every request of it without an answer gets an ack
+    /// carrying the socket's errno: its outcome is unknown, and the caller observes again.
     pub fn batch(
         &mut self,
         count: usize,
@@ -133,7 +142,9 @@ impl NetlinkSocket {
             let first = self.sequence.wrapping_add(1);
             for i in start..end {
                 let sequence = self.next_sequence();
+                let at = out.len();
                 encode(i, &mut out, sequence);
+                set_ack(&mut out[at..], i + 1 == end);
             }
             let chunk = &mut acks[start..end];
             if let Err(e) = self.collect_acks(&out, first, chunk) {
@@ -150,6 +161,7 @@ impl NetlinkSocket {
         acks.into_iter().flatten().collect()
     }
 
+    /// Sends one pipelined batch and reads answers until its last request's; fills `acks`.
     fn collect_acks(
         &mut self,
         out: &[u8],
@@ -157,22 +169,12 @@ impl NetlinkSocket {
         acks: &mut [Option<Ack>],
     ) -> Result<(), SocketError> {
         self.send(out)?;
-        let mut pending = acks.len();
-        while pending > 0 {
+        loop {
             let len = self.receive()?;
-            for m in netlink::messages(&self.buffer[..len])? {
-                if m.header.kind != NLMSG_ERROR {
-                    continue;
-                }
-                let ack = netlink::parse_ack(&m.header, m.payload)?;
-                let index = ack.sequence.wrapping_sub(first) as usize;
-                if let Some(slot @ None) = acks.get_mut(index) {
-                    *slot = Some(ack);
-                    pending -= 1;
-                }
+            if take_answers(&self.buffer[..len], first, acks)? {
+                return Ok(());
             }
         }
-        Ok(())
     }
 
     /// Sends one request expecting replies (a dump with `NLM_F_DUMP`, or a single answer), and
@@ -238,6 +240,44 @@ fn answer(
     Ok(None)
 }
 
+/// Sets or clears `NLM_F_ACK` in the header of the one message in `message`.
+fn set_ack(message: &mut [u8], ack: bool) {
+    let flags = u16::from_ne_bytes([message[6], message[7]]);
+    let flags = if ack {
+        flags | NLM_F_ACK
+    } else {
+        flags & !NLM_F_ACK
+    };
+    message[6..8].copy_from_slice(&flags.to_ne_bytes());
+}
+
+/// Files the answers in one received datagram to a batch whose first request has sequence
+/// `first`, one slot per request. True once the last request is answered; every request
+/// still without an answer then succeeded, and gets an ack saying so.
+fn take_answers(buf: &[u8], first: u32, acks: &mut [Option<Ack>]) -> Result<bool, DecodeError> {
+    for m in netlink::messages(buf)? {
+        if m.header.kind != NLMSG_ERROR {
+            continue;
+        }
+        let ack = netlink::parse_ack(&m.header, m.payload)?;
+        let index = ack.sequence.wrapping_sub(first) as usize;
+        if let Some(slot @ None) = acks.get_mut(index) {
+            *slot = Some(ack);
+        }
+    }
+    if acks.last().is_none_or(Option::is_none) {
+        return Ok(false);
+    }
+    for (n, slot) in acks.iter_mut().enumerate() {
+        slot.get_or_insert_with(|| Ack {
+            sequence: first.wrapping_add(n as u32),
+            errno: 0,
+            message: None,
+        });
+    }
+    Ok(true)
+}
+
 /// `NLMSG_DONE` carries the dump's final status (negative errno) when the dump failed late.
 fn done_status(payload: &[u8]) -> Result<(), SocketError> {
     match payload.get(..4) {
@@ -278,7 +318,7 @@ fn setsockopt(
 #[cfg(test)]
 mod tests {
     use super::*;
-    use crate::kernel::netlink::{AttrWriter, push_message};
+    use crate::kernel::netlink::{AttrWriter, NLM_F_REQUEST, push_message};
 
     fn error(out: &mut Vec<u8>, sequence: u32, errno: i32) {
         push_message(out, NLMSG_ERROR, 0, sequence, |out| {
@@ -295,6 +335,59 @@ mod tests {
         })
         .expect("well-formed");
         (r.map(|r| r.map_err(|e| e.errno())), seen)
+    }
+
+    /// A batch of five requests, 10 to 14: only the last asks for an ack, and the answers
+    /// name the failures alone.
+    #[test]
+    fn a_batch_acks_its_last_request_and_silence_before_that_is_success() {
+        let mut out = Vec::new();
+        let mut starts = Vec::new();
+        for (n, sequence) in (10..15).enumerate() {
+            let at = out.len();
+            starts.push(at);
+            push_message(&mut out, 0x24, NLM_F_REQUEST | NLM_F_ACK, sequence, |out| {
+                AttrWriter::new(out).u32(1, sequence)
+            });
+            set_ack(&mut out[at..], n == 4);
+        }
+        let flags: Vec<u16> = netlink::messages(&out)
+            .unwrap()
+            .iter()
+            .map(|m| m.header.flags)
+            .collect();
+        let request = NLM_F_REQUEST;
+        assert_eq!(
+            flags,
+            [request, request, request, request, request | NLM_F_ACK]
+        );
+
+        let mut acks = vec![None; 5];
+        // The failures come first, each in its own datagram; the batch is not over yet.
+        let mut failed = Vec::new();
+        error(&mut failed, 11, libc::ENOENT);
+        assert!(!take_answers(&failed, 10, &mut acks).unwrap());
+        let mut stray = Vec::new();
+        error(&mut stray, 99, libc::EPERM);
+        assert!(!take_answers(&stray, 10, &mut acks).unwrap());
+        let mut last = Vec::new();
+        error(&mut last, 13, libc::EEXIST);
+        error(&mut last, 14, 0);
+        assert!(take_answers(&last, 10, &mut acks).unwrap());
+        let got: Vec<(u32, i32)> = acks
+            .iter()
+            .map(|a| a.as_ref().map(|a| (a.sequence, a.errno)).unwrap())
+            .collect();
+        assert_eq!(
+            got,
+            [
+                (10, 0),
+                (11, libc::ENOENT),
+                (12, 0),
+                (13, libc::EEXIST),
+                (14, 0)
+            ]
+        );
     }
 
     #[test]
