@@ -67,10 +67,55 @@ pub enum SourceHealth {
 }
 
 /// Identifies a manifest file: its watched directory (index) and its path relative to it.
-#[derive(Debug, Clone, PartialEq, Eq, PartialOrd, Ord, Hash)]
+///
+/// Keys are compared as bytes, with `/` before every other byte: for the normalised relative
+/// paths keys hold (from a directory walk, or a watcher's path with its root stripped) that is
+/// the order of [`Path`]'s components, without parsing them — at 10,000 files the key
+/// comparisons of a start-up were a tenth of its time.
+#[derive(Debug, Clone)]
 pub struct FileKey {
     pub source: usize,
     pub rel: PathBuf,
+}
+
+impl FileKey {
+    fn rel_bytes(&self) -> &[u8] {
+        self.rel.as_os_str().as_encoded_bytes()
+    }
+}
+
+impl PartialEq for FileKey {
+    fn eq(&self, other: &Self) -> bool {
+        self.source == other.source && self.rel_bytes() == other.rel_bytes()
+    }
+}
+
+impl Eq for FileKey {}
+
+impl std::hash::Hash for FileKey {
+    fn hash<H: std::hash::Hasher>(&self, state: &mut H) {
+        self.source.hash(state);
+        self.rel_bytes().hash(state);
+    }
+}
+
+impl Ord for FileKey {
+    fn cmp(&self, other: &Self) -> std::cmp::Ordering {
+        let (a, b) = (self.rel_bytes(), other.rel_bytes());
+        let rank = |byte: u8| if byte == b'/' { 0 } else { u16::from(byte) + 1 };
+        self.source.cmp(&other.source).then_with(|| {
+            match a.iter().zip(b).position(|(x, y)| x != y) {
+                Some(at) => rank(a[at]).cmp(&rank(b[at])),
+                None => a.len().cmp(&b.len()),
+            }
+        })
+    }
+}
+
+impl PartialOrd for FileKey {
+    fn partial_cmp(&self, other: &Self) -> Option<std::cmp::Ordering> {
+        Some(self.cmp(other))
+    }
 }
 
 /// One version of a file: its text and what parsing it gave.
@@ -1015,10 +1060,13 @@ fn walk(dir: &Path, rel: &Path, depth: usize, out: &mut Vec<PathBuf>) -> io::Res
     if depth > MAX_DEPTH {
         return Ok(());
     }
-    let mut entries: Vec<_> = fs::read_dir(dir)?.collect::<Result<_, _>>()?;
-    entries.sort_by_key(|e| e.file_name());
-    for entry in entries {
-        let name = entry.file_name();
+    let mut entries = Vec::new();
+    for entry in fs::read_dir(dir)? {
+        let entry = entry?;
+        entries.push((entry.file_name(), entry));
+    }
+    entries.sort_unstable_by(|(a, _), (b, _)| a.cmp(b));
+    for (name, entry) in entries {
         if name.as_encoded_bytes().starts_with(b".") {
             continue;
         }
@@ -1040,11 +1088,33 @@ fn walk(dir: &Path, rel: &Path, depth: usize, out: &mut Vec<PathBuf>) -> io::Res
     Ok(())
 }
 
-/// Reads a file whose size `stat` just gave (one `read` when it did not change since).
+/// Reads a file whose size `stat` just gave: one `read` of a byte more than that when it did
+/// not change since. A read of a regular file that returns less than asked has reached its
+/// end, so no second `read` is needed to see it (nor the `statx` and `lseek` with which
+/// `read_to_end` sizes its buffer).
 fn read_known_size(path: &Path, len: u64) -> io::Result<Vec<u8>> {
     use std::io::Read;
-    let mut text = Vec::with_capacity(usize::try_from(len).unwrap_or(0).saturating_add(1));
-    fs::File::open(path)?.read_to_end(&mut text)?;
+    let mut file = fs::File::open(path)?;
+    let mut text = vec![0; usize::try_from(len).unwrap_or(0).saturating_add(1)];
+    let mut filled = 0;
+    loop {
+        if filled == text.len() {
+            // It grew since: read on in larger steps.
+            text.resize(filled * 2, 0);
+        }
+        match file.read(&mut text[filled..]) {
+            Ok(0) => break,
+            Ok(n) => {
+                filled += n;
+                if filled < text.len() {
+                    break;
+                }
+            }
+            Err(e) if e.kind() == io::ErrorKind::Interrupted => {}
+            Err(e) => return Err(e),
+        }
+    }
+    text.truncate(filled);
     Ok(text)
 }
 
@@ -1075,6 +1145,42 @@ mod tests {
             .values()
             .map(|e| e.current.as_ref().map_or(std::ptr::null(), Arc::as_ptr))
             .collect()
+    }
+
+    #[test]
+    fn a_file_is_read_whole_whatever_size_stat_gave() {
+        let root = tempfile::tempdir().unwrap();
+        let path = root.path().join("a.yaml");
+        let text: Vec<u8> = (0..10_000u32).map(|i| (i % 251) as u8).collect();
+        fs::write(&path, &text).unwrap();
+        for len in [0, 1, 4095, 9_999, 10_000, 10_001, 50_000] {
+            assert_eq!(
+                read_known_size(&path, len).unwrap(),
+                text,
+                "stat said {len}"
+            );
+        }
+        fs::write(&path, b"").unwrap();
+        assert!(read_known_size(&path, 3).unwrap().is_empty());
+    }
+
+    proptest::proptest! {
+        /// The byte order of keys is the component order of their paths.
+        #[test]
+        fn keys_sort_as_their_paths_do(
+            a in proptest::collection::vec("[a-c./_-]{1,3}", 1..4),
+            b in proptest::collection::vec("[a-c./_-]{1,3}", 1..4),
+        ) {
+            // Normalised relative paths, as keys hold: no empty, `.` or `..` component.
+            let path = |segments: &[String]| -> PathBuf {
+                segments.iter().flat_map(|s| s.split('/')).filter(|c| !matches!(*c, "" | "." | ".."))
+                    .collect()
+            };
+            let (a, b) = (path(&a), path(&b));
+            let key = |rel: &PathBuf| FileKey { source: 0, rel: rel.clone() };
+            proptest::prop_assert_eq!(key(&a).cmp(&key(&b)), a.cmp(&b));
+            proptest::prop_assert_eq!(key(&a) == key(&b), a == b);
+        }
     }
 
     #[test]
