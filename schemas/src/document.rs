@@ -228,6 +228,9 @@ pub fn parse_file(path: &Path, text: &str) -> ParsedFile {
         }
     };
     let source: Arc<str> = Arc::from(text);
+    // Exactly as many as there are documents: a `Document` is half a kilobyte, and a node
+    // holds one per file, ten thousand files or more.
+    file.documents.reserve_exact(nodes.len());
     for (index, node) in nodes.into_iter().enumerate() {
         match parse_document(path, node, &source, index) {
             Ok(mut document) => {

@@ -543,17 +543,19 @@ fn check_backends(
     let method = service.forwarding.method;
     let mut seen: HashMap<(IpAddr, u16), usize> = HashMap::new();
     for (j, backend) in service.backends.iter().enumerate() {
-        let b = format!("{field}.backends[{j}]");
+        // The field path and the subject are formatted only for a message: a valid backend
+        // (a hundred thousand of them on a large node) needs neither.
+        let b = || format!("{field}.backends[{j}]");
         let port = backend_port(service, backend);
-        let backend_name = format!("backend {}", socket(backend.address, port));
-        let subject = format!("service {name}: {backend_name}");
+        let subject = || format!("service {name}: backend {}", socket(backend.address, port));
         match seen.entry((backend.address, port)) {
             Entry::Occupied(first) => {
                 let first_field = format!("{field}.backends[{}]", first.get());
                 report.error(
-                    &b,
+                    &b(),
                     format!(
-                        "{subject} is listed twice: also at {}",
+                        "{} is listed twice: also at {}",
+                        subject(),
                         report.document.place(&first_field)
                     ),
                 );
@@ -564,16 +566,17 @@ fn check_backends(
         }
         if let Some(why) = unusable_address(backend.address, false) {
             report.error(
-                &format!("{b}.address"),
-                format!("{subject}: not a usable address ({why})"),
+                &format!("{}.address", b()),
+                format!("{}: not a usable address ({why})", subject()),
             );
         }
         if Family::of(backend.address) != Family::of(vip) && method != ForwardingMethod::Tunnel {
             report.error(
-                &format!("{b}.address"),
+                &format!("{}.address", b()),
                 format!(
-                    "{subject}: an {} backend behind the {} VIP {vip} needs tunnel forwarding, \
+                    "{}: an {} backend behind the {} VIP {vip} needs tunnel forwarding, \
                      not {method}",
+                    subject(),
                     Family::of(backend.address).as_str(),
                     Family::of(vip).as_str()
                 ),
@@ -582,9 +585,10 @@ fn check_backends(
         check_backend_port(report, service, backend, &b, &subject);
         if backend.weight > v1::MAX_WEIGHT {
             report.error(
-                &format!("{b}.weight"),
+                &format!("{}.weight", b()),
                 format!(
-                    "{subject}: weight {} is above the kernel's maximum {}",
+                    "{}: weight {} is above the kernel's maximum {}",
+                    subject(),
                     backend.weight,
                     v1::MAX_WEIGHT
                 ),
@@ -595,12 +599,18 @@ fn check_backends(
             backend.upper_threshold.filter(|&u| u > 0),
         ) {
             (Some(lower), Some(upper)) if lower > upper => report.error(
-                &format!("{b}.lowerThreshold"),
-                format!("{subject}: lowerThreshold {lower} is above upperThreshold {upper}"),
+                &format!("{}.lowerThreshold", b()),
+                format!(
+                    "{}: lowerThreshold {lower} is above upperThreshold {upper}",
+                    subject()
+                ),
             ),
             (Some(_), None) => report.warning(
-                &format!("{b}.lowerThreshold"),
-                format!("{subject}: lowerThreshold has no effect without upperThreshold"),
+                &format!("{}.lowerThreshold", b()),
+                format!(
+                    "{}: lowerThreshold has no effect without upperThreshold",
+                    subject()
+                ),
             ),
             _ => {}
         }
@@ -612,10 +622,11 @@ fn check_backends(
             };
             if let Some(fallback) = fallback.filter(|f| !service.scheduler_flags.contains(f)) {
                 report.warning(
-                    &format!("{b}.state"),
+                    &format!("{}.state", b()),
                     format!(
-                        "{subject} is draining on {} without {fallback}: new connections that \
+                        "{} is draining on {} without {fallback}: new connections that \
                          hash to it are dropped",
+                        subject(),
                         service.scheduler
                     ),
                 );
@@ -651,34 +662,37 @@ fn check_backend_port(
     report: &mut Report,
     service: &VirtualService,
     backend: &Backend,
-    b: &str,
-    subject: &str,
+    b: &impl Fn() -> String,
+    subject: &impl Fn() -> String,
 ) {
     let method = service.forwarding.method;
-    let port_field = format!("{b}.port");
+    let port_field = || format!("{}.port", b());
     match (service.fwmark.is_some(), service.port, backend.port) {
         (true, _, Some(_)) if method != ForwardingMethod::Masquerade => report.error(
-            &port_field,
+            &port_field(),
             format!(
-                "{subject}: {method} forwarding cannot rewrite ports: remove the port (the backend \
-                 receives the client's destination port)"
+                "{}: {method} forwarding cannot rewrite ports: remove the port (the backend \
+                 receives the client's destination port)",
+                subject()
             ),
         ),
         (false, _, Some(0)) => report.error(
-            &port_field,
+            &port_field(),
             format!(
-                "{subject}: port 0 (keep the client's port) is only for fwmark services under \
-                 masquerade"
+                "{}: port 0 (keep the client's port) is only for fwmark services under \
+                 masquerade",
+                subject()
             ),
         ),
         (false, Some(service_port), Some(port))
             if port != service_port && method != ForwardingMethod::Masquerade =>
         {
             report.error(
-                &port_field,
+                &port_field(),
                 format!(
-                    "{subject}: port differs from service port {service_port}, which {method} \
-                     forwarding cannot rewrite"
+                    "{}: port differs from service port {service_port}, which {method} \
+                     forwarding cannot rewrite",
+                    subject()
                 ),
             );
         }
