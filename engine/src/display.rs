@@ -437,39 +437,57 @@ fn netmask(family: Family, netmask: u32) -> Option<String> {
 
 /// The settable fields of a destination as `name value` words.
 fn destination_fields(config: &DestinationConfig) -> Vec<String> {
-    let mut fields = vec![
-        format!("weight {}", config.weight),
-        format!("forwarding {}", forwarding(&config.forwarding)),
-    ];
-    if config.upper_threshold != 0 {
-        fields.push(format!("upper-threshold {}", config.upper_threshold));
+    let text = DestinationFields(config).to_string();
+    let words: Vec<&str> = text.split(' ').collect();
+    words.chunks(2).map(|field| field.join(" ")).collect()
+}
+
+/// A destination's fields, `weight 1 forwarding direct`: a name and a one-word value each.
+struct DestinationFields<'a>(&'a DestinationConfig);
+
+impl std::fmt::Display for DestinationFields<'_> {
+    fn fmt(&self, f: &mut std::fmt::Formatter<'_>) -> std::fmt::Result {
+        let config = self.0;
+        write!(
+            f,
+            "weight {} forwarding {}",
+            config.weight,
+            Forwarding(&config.forwarding)
+        )?;
+        if config.upper_threshold != 0 {
+            write!(f, " upper-threshold {}", config.upper_threshold)?;
+        }
+        if config.lower_threshold != 0 {
+            write!(f, " lower-threshold {}", config.lower_threshold)?;
+        }
+        Ok(())
     }
-    if config.lower_threshold != 0 {
-        fields.push(format!("lower-threshold {}", config.lower_threshold));
-    }
-    fields
 }
 
 /// `direct`, `masquerade`, `tunnel/ipip`, `tunnel/gue:6080/csum` — one word.
-fn forwarding(forward: &Forward) -> String {
-    match forward {
-        Forward::Masquerade => "masquerade".to_owned(),
-        Forward::Direct => "direct".to_owned(),
-        Forward::Local => "local".to_owned(),
-        Forward::Bypass => "bypass".to_owned(),
-        Forward::Tunnel {
-            encapsulation,
-            port,
-            checksum,
-        } => {
-            let mut word = format!("tunnel/{encapsulation}");
-            if *port != 0 {
-                let _ = write!(word, ":{port}");
+struct Forwarding<'a>(&'a Forward);
+
+impl std::fmt::Display for Forwarding<'_> {
+    fn fmt(&self, f: &mut std::fmt::Formatter<'_>) -> std::fmt::Result {
+        match self.0 {
+            Forward::Masquerade => f.write_str("masquerade"),
+            Forward::Direct => f.write_str("direct"),
+            Forward::Local => f.write_str("local"),
+            Forward::Bypass => f.write_str("bypass"),
+            Forward::Tunnel {
+                encapsulation,
+                port,
+                checksum,
+            } => {
+                write!(f, "tunnel/{encapsulation}")?;
+                if *port != 0 {
+                    write!(f, ":{port}")?;
+                }
+                if *checksum != TunnelChecksum::None {
+                    write!(f, "/{checksum}")?;
+                }
+                Ok(())
             }
-            if *checksum != TunnelChecksum::None {
-                let _ = write!(word, "/{checksum}");
-            }
-            word
         }
     }
 }
@@ -488,54 +506,76 @@ fn hold_reason(reason: &HoldReason) -> String {
 /// One line for logs: `+ destination 10.0.0.1:80 → TCP 198.51.100.10:80 weight 1 forwarding
 /// tunnel/ipip`.
 pub fn describe_action(action: &Action) -> String {
-    match action {
-        Action::EnsureInterface { name } => format!("+ link {name} (created if missing, set up)"),
-        Action::AddAddress { interface, address } => {
-            format!("+ address {address} on {interface} (announce)")
-        }
-        Action::DelAddress { interface, address } => {
-            format!("- address {address} on {interface} (withdraw)")
-        }
-        Action::AddService { key, config } => {
-            format!("+ service {key} {}", service_fields(key, config).join(" "))
-        }
-        Action::SetService { key, config } => {
-            format!("~ service {key} {}", service_fields(key, config).join(" "))
-        }
-        Action::DelService { key } => format!("- service {key}"),
-        Action::AddDestination {
-            service,
-            destination,
-            config,
-        } => format!(
-            "+ destination {destination} → {service} {}",
-            destination_fields(config).join(" ")
-        ),
-        Action::SetDestination {
-            service,
-            destination,
-            config,
-        } => format!(
-            "~ destination {destination} → {service} {}",
-            destination_fields(config).join(" ")
-        ),
-        Action::DelDestination {
-            service,
-            destination,
-        } => format!("- destination {destination} → {service}"),
-        Action::SetSysctl { name, value } => format!("~ sysctl {name} = {value}"),
-        Action::SetTimeouts { timeouts } => {
-            let mut parts = Vec::new();
-            for (name, value) in [
-                ("tcp", timeouts.tcp),
-                ("tcpfin", timeouts.tcp_fin),
-                ("udp", timeouts.udp),
-            ] {
-                if value != 0 {
-                    parts.push(format!("{name} {value}s"));
-                }
+    Described(action).to_string()
+}
+
+/// [`describe_action`]'s line, written straight into a formatter: a converge from empty logs
+/// one per action, and building each as a string of its own first cost as much as the logging.
+pub struct Described<'a>(pub &'a Action);
+
+impl std::fmt::Display for Described<'_> {
+    fn fmt(&self, f: &mut std::fmt::Formatter<'_>) -> std::fmt::Result {
+        match self.0 {
+            Action::EnsureInterface { name } => {
+                write!(f, "+ link {name} (created if missing, set up)")
             }
-            format!("~ timeouts {}", parts.join(" "))
+            Action::AddAddress { interface, address } => {
+                write!(f, "+ address {address} on {interface} (announce)")
+            }
+            Action::DelAddress { interface, address } => {
+                write!(f, "- address {address} on {interface} (withdraw)")
+            }
+            Action::AddService { key, config } => {
+                write!(
+                    f,
+                    "+ service {key} {}",
+                    service_fields(key, config).join(" ")
+                )
+            }
+            Action::SetService { key, config } => {
+                write!(
+                    f,
+                    "~ service {key} {}",
+                    service_fields(key, config).join(" ")
+                )
+            }
+            Action::DelService { key } => write!(f, "- service {key}"),
+            Action::AddDestination {
+                service,
+                destination,
+                config,
+            } => write!(
+                f,
+                "+ destination {destination} → {service} {}",
+                DestinationFields(config)
+            ),
+            Action::SetDestination {
+                service,
+                destination,
+                config,
+            } => write!(
+                f,
+                "~ destination {destination} → {service} {}",
+                DestinationFields(config)
+            ),
+            Action::DelDestination {
+                service,
+                destination,
+            } => write!(f, "- destination {destination} → {service}"),
+            Action::SetSysctl { name, value } => write!(f, "~ sysctl {name} = {value}"),
+            Action::SetTimeouts { timeouts } => {
+                f.write_str("~ timeouts")?;
+                for (name, value) in [
+                    ("tcp", timeouts.tcp),
+                    ("tcpfin", timeouts.tcp_fin),
+                    ("udp", timeouts.udp),
+                ] {
+                    if value != 0 {
+                        write!(f, " {name} {value}s")?;
+                    }
+                }
+                Ok(())
+            }
         }
     }
 }

@@ -26,7 +26,7 @@ use serde::{Deserialize, Serialize};
 use tracing::{error, info, warn};
 
 use crate::dataplane::{Action, ActionError, Dataplane, Errno};
-use crate::display::describe_action;
+use crate::display::Described;
 use crate::kernel_sim;
 use crate::model::{NodeState, ServiceKey};
 use crate::plan::{DrainRecord, Plan, PlanOptions, plan};
@@ -124,12 +124,12 @@ pub fn execute(
     let mut outcome = Outcome::default();
     let mut blocked = Blocked::default();
     for wave in waves(actions) {
-        let mut send: Vec<(&Action, String)> = Vec::with_capacity(wave.len());
+        let mut send: Vec<(&Action, Line)> = Vec::with_capacity(wave.len());
         for action in wave.iter().map(|&i| &actions[i]) {
-            let mut line = describe_action(action);
-            if let Some(was) = previous(action, state) {
-                line.push_str(&format!(" (was {was})"));
-            }
+            let line = Line {
+                action,
+                was: previous(action, state),
+            };
             if let Some(cause) = blocked.blocks(action) {
                 warn!(action = %line, "skipped: {cause}");
                 blocked.record(action);
@@ -168,6 +168,23 @@ pub fn execute(
         });
     }
     outcome
+}
+
+/// An action's log line: what it does, and what an in-place change replaced. Written only
+/// when logged.
+struct Line<'a> {
+    action: &'a Action,
+    was: Option<String>,
+}
+
+impl std::fmt::Display for Line<'_> {
+    fn fmt(&self, f: &mut std::fmt::Formatter<'_>) -> std::fmt::Result {
+        Described(self.action).fmt(f)?;
+        match &self.was {
+            Some(was) => write!(f, " (was {was})"),
+            None => Ok(()),
+        }
+    }
 }
 
 /// The plan's action indexes grouped in waves: each action one wave after the latest action
