@@ -8,9 +8,12 @@
 
 use std::io::{IsTerminal, Write};
 use std::sync::Mutex;
+use std::time::{SystemTime, UNIX_EPOCH};
 
 use tracing_subscriber::EnvFilter;
 use tracing_subscriber::fmt::MakeWriter;
+use tracing_subscriber::fmt::format::Writer;
+use tracing_subscriber::fmt::time::FormatTime;
 
 use crate::cli::LogFormat;
 
@@ -22,6 +25,7 @@ pub fn init(format: LogFormat) {
         .unwrap_or_else(|| EnvFilter::new("info"));
     let builder = tracing_subscriber::fmt()
         .with_env_filter(filter)
+        .with_timer(Timestamps::default())
         .with_writer(Stderr)
         .with_ansi(std::io::stderr().is_terminal())
         .with_target(false);
@@ -30,6 +34,52 @@ pub fn init(format: LogFormat) {
         LogFormat::Text => builder.try_init(),
         LogFormat::Json => builder.json().flatten_event(true).try_init(),
     };
+}
+
+/// UTC timestamps as `tracing`'s default timer writes them (`2026-11-28T01:47:29.235196Z`),
+/// with the date and the time of day worked out once a second rather than for every line.
+#[derive(Default)]
+struct Timestamps(Mutex<(u64, String)>);
+
+impl FormatTime for Timestamps {
+    fn format_time(&self, w: &mut Writer<'_>) -> std::fmt::Result {
+        let now = SystemTime::now()
+            .duration_since(UNIX_EPOCH)
+            .unwrap_or_default();
+        let mut cached = self.0.lock().unwrap_or_else(|e| e.into_inner());
+        let (second, text) = &mut *cached;
+        if *second != now.as_secs() || text.is_empty() {
+            *second = now.as_secs();
+            *text = civil_time(*second);
+        }
+        write!(w, "{text}.{:06}Z", now.subsec_micros())
+    }
+}
+
+/// `1970-01-01T00:00:00` for `seconds` after the epoch, in UTC (the days-to-civil-date
+/// arithmetic of Howard Hinnant's `chrono`-compatible date algorithms).
+fn civil_time(seconds: u64) -> String {
+    let (days, time) = (seconds / 86_400, seconds % 86_400);
+    let shifted = days as i64 + 719_468; // days since 0000-03-01
+    let era = shifted.div_euclid(146_097);
+    let day_of_era = shifted.rem_euclid(146_097);
+    let year_of_era =
+        (day_of_era - day_of_era / 1_460 + day_of_era / 36_524 - day_of_era / 146_096) / 365;
+    let day_of_year = day_of_era - (365 * year_of_era + year_of_era / 4 - year_of_era / 100);
+    let march_month = (5 * day_of_year + 2) / 153;
+    let day = day_of_year - (153 * march_month + 2) / 5 + 1;
+    let month = if march_month < 10 {
+        march_month + 3
+    } else {
+        march_month - 9
+    };
+    let year = year_of_era + era * 400 + i64::from(month <= 2);
+    format!(
+        "{year:04}-{month:02}-{day:02}T{:02}:{:02}:{:02}",
+        time / 3_600,
+        time / 60 % 60,
+        time % 60
+    )
 }
 
 /// Lines logged inside [`held`] and not yet written.
@@ -116,6 +166,40 @@ impl Write for Stderr {
 #[cfg(test)]
 mod tests {
     use super::*;
+
+    /// Dates from `date -u -d @SECONDS +%Y-%m-%dT%H:%M:%S`, leap days included.
+    #[test]
+    fn civil_time_is_what_date_says() {
+        for (seconds, text) in [
+            (0, "1970-01-01T00:00:00"),
+            (951_782_400, "2000-02-29T00:00:00"),
+            (1_709_164_800, "2024-02-29T00:00:00"),
+            (1_795_837_649, "2026-11-28T03:47:29"),
+            (4_102_444_799, "2099-12-31T23:59:59"),
+        ] {
+            assert_eq!(civil_time(seconds), text, "{seconds}");
+        }
+    }
+
+    /// The same text as `tracing`'s default timer, to the second (the clock may tick between
+    /// the two, so a differing pair is read again).
+    #[test]
+    fn timestamps_look_like_the_default_ones() {
+        let format = |timer: &dyn FormatTime| {
+            let mut text = String::new();
+            timer.format_time(&mut Writer::new(&mut text)).unwrap();
+            text
+        };
+        let ours = Timestamps::default();
+        let theirs = tracing_subscriber::fmt::time::SystemTime;
+        let same = (0..3).any(|_| {
+            let (a, b) = (format(&ours), format(&theirs));
+            assert_eq!(a.len(), "2026-11-28T03:47:29.123456Z".len(), "{a}");
+            assert!(a.ends_with('Z'));
+            a[..19] == b[..19]
+        });
+        assert!(same);
+    }
 
     #[test]
     fn held_lines_wait_for_the_end_or_a_full_chunk() {
