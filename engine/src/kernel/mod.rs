@@ -23,7 +23,7 @@ use tracing::debug;
 
 use crate::dataplane::{Action, ActionError, Dataplane, DataplaneError, Errno, ObserveRequest};
 use crate::kernel::ipvs::client::{ConnectError, IpvsClient};
-use crate::kernel::ipvs::codec::{self, IpvsMessage};
+use crate::kernel::ipvs::codec;
 use crate::kernel::link::{LinkClient, vip_link_of};
 use crate::kernel::netlink::Ack;
 use crate::kernel::socket::SocketError;
@@ -177,21 +177,20 @@ impl KernelDataplane {
     /// IPVS requests, pipelined; those the kernel cannot do are refused before sending.
     fn ipvs_requests(&mut self, run: &[Action]) -> Vec<Result<(), ActionError>> {
         let mut results: Vec<Option<Result<(), ActionError>>> = vec![None; run.len()];
-        let mut messages: Vec<IpvsMessage> = Vec::new();
         let mut sent: Vec<usize> = Vec::new();
         for (i, action) in run.iter().enumerate() {
             if let Some(missing) = missing_feature(self.release, action) {
                 results[i] = Some(Err(action_error(action, libc::EOPNOTSUPP, Some(missing))));
-            } else if let Some(m) = codec::request_for(action) {
-                messages.push(m);
+            } else if codec::is_request(action) {
                 sent.push(i);
             }
         }
-        let refs: Vec<&IpvsMessage> = messages.iter().collect();
         let started = Instant::now();
-        let acks = self.ipvs.execute(&refs);
+        let acks = self
+            .ipvs
+            .execute(sent.len(), |n| codec::request_for(&run[sent[n]]));
         debug!(
-            requests = refs.len(),
+            requests = sent.len(),
             seconds = started.elapsed().as_secs_f64(),
             "IPVS requests answered"
         );
@@ -410,7 +409,7 @@ enum Channel {
 fn channel(action: &Action) -> Channel {
     if address_change(action).is_some() {
         Channel::Address
-    } else if codec::request_for(action).is_some() {
+    } else if codec::is_request(action) {
         Channel::Ipvs
     } else {
         Channel::Single

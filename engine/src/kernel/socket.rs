@@ -123,7 +123,8 @@ impl NetlinkSocket {
     }
 
     /// Sends `count` requests, many per `sendmsg`; `encode(i, out, sequence)` appends request
-    /// `i` (with `NLM_F_ACK` set or not: the batch decides, see the module doc). Returns one
+    /// `i` (with `NLM_F_ACK` set or not: the batch decides, see the module doc), or nothing
+    /// when there is nothing to send — that request is answered `EINVAL` here. Returns one
     /// ack per request, in order: a failing request never stops the later ones (the kernel
     /// handles every message of a batch). When the socket fails before the kernel answered
     /// the last request of a `sendmsg`, every request of it without an answer gets an ack
@@ -140,14 +141,12 @@ impl NetlinkSocket {
             let end = (start + BATCH).min(count);
             out.clear();
             let first = self.sequence.wrapping_add(1);
-            for i in start..end {
-                let sequence = self.next_sequence();
-                let at = out.len();
-                encode(i, &mut out, sequence);
-                set_ack(&mut out[at..], i + 1 == end);
-            }
+            self.sequence = self.sequence.wrapping_add((end - start) as u32);
             let chunk = &mut acks[start..end];
-            if let Err(e) = self.collect_acks(&out, first, chunk) {
+            let sent = encode_chunk(&mut out, start, first, &mut encode, chunk);
+            if let Some(last) = sent
+                && let Err(e) = self.collect_acks(&out, first, chunk, last)
+            {
                 for (n, slot) in chunk.iter_mut().enumerate() {
                     slot.get_or_insert_with(|| Ack {
                         sequence: first.wrapping_add(n as u32),
@@ -161,17 +160,18 @@ impl NetlinkSocket {
         acks.into_iter().flatten().collect()
     }
 
-    /// Sends one pipelined batch and reads answers until its last request's; fills `acks`.
+    /// Sends one pipelined batch and reads answers until its `last` request's; fills `acks`.
     fn collect_acks(
         &mut self,
         out: &[u8],
         first: u32,
         acks: &mut [Option<Ack>],
+        last: usize,
     ) -> Result<(), SocketError> {
         self.send(out)?;
         loop {
             let len = self.receive()?;
-            if take_answers(&self.buffer[..len], first, acks)? {
+            if take_answers(&self.buffer[..len], first, acks, last)? {
                 return Ok(());
             }
         }
@@ -240,7 +240,39 @@ fn answer(
     Ok(None)
 }
 
-/// Sets or clears `NLM_F_ACK` in the header of the one message in `message`.
+/// Encodes the requests `start..start + acks.len()` into `out`, the first with sequence
+/// `first`. Only the last message asks for an ack; a request that encodes to nothing gets its
+/// `EINVAL` answer in `acks` at once. Returns the position in `acks` of the last request
+/// encoded, `None` when there is nothing to send.
+fn encode_chunk(
+    out: &mut Vec<u8>,
+    start: usize,
+    first: u32,
+    encode: &mut impl FnMut(usize, &mut Vec<u8>, u32),
+    acks: &mut [Option<Ack>],
+) -> Option<usize> {
+    // Where the latest message encoded starts in `out`, and its position.
+    let mut latest: Option<(usize, usize)> = None;
+    for (n, slot) in acks.iter_mut().enumerate() {
+        let sequence = first.wrapping_add(n as u32);
+        let at = out.len();
+        encode(start + n, out, sequence);
+        if out.len() == at {
+            *slot = Some(Ack {
+                sequence,
+                errno: libc::EINVAL,
+                message: Some("no request to send".to_owned()),
+            });
+        } else if let Some((previous, _)) = latest.replace((at, n)) {
+            set_ack(&mut out[previous..], false);
+        }
+    }
+    let (at, last) = latest?;
+    set_ack(&mut out[at..], true);
+    Some(last)
+}
+
+/// Sets or clears `NLM_F_ACK` in the header of the message at the start of `message`.
 fn set_ack(message: &mut [u8], ack: bool) {
     let flags = u16::from_ne_bytes([message[6], message[7]]);
     let flags = if ack {
@@ -252,9 +284,14 @@ fn set_ack(message: &mut [u8], ack: bool) {
 }
 
 /// Files the answers in one received datagram to a batch whose first request has sequence
-/// `first`, one slot per request. True once the last request is answered; every request
-/// still without an answer then succeeded, and gets an ack saying so.
-fn take_answers(buf: &[u8], first: u32, acks: &mut [Option<Ack>]) -> Result<bool, DecodeError> {
+/// `first`, one slot per request. True once request `last` (the last one sent) is answered;
+/// every request still without an answer then succeeded, and gets an ack saying so.
+fn take_answers(
+    buf: &[u8],
+    first: u32,
+    acks: &mut [Option<Ack>],
+    last: usize,
+) -> Result<bool, DecodeError> {
     for m in netlink::messages(buf)? {
         if m.header.kind != NLMSG_ERROR {
             continue;
@@ -265,7 +302,7 @@ fn take_answers(buf: &[u8], first: u32, acks: &mut [Option<Ack>]) -> Result<bool
             *slot = Some(ack);
         }
     }
-    if acks.last().is_none_or(Option::is_none) {
+    if acks.get(last).is_none_or(Option::is_none) {
         return Ok(false);
     }
     for (n, slot) in acks.iter_mut().enumerate() {
@@ -337,56 +374,73 @@ mod tests {
         (r.map(|r| r.map_err(|e| e.errno())), seen)
     }
 
-    /// A batch of five requests, 10 to 14: only the last asks for an ack, and the answers
-    /// name the failures alone.
+    /// A batch of five requests, 10 to 14, the fourth with nothing to send: only the last
+    /// message asks for an ack, and the answers name the failures alone.
     #[test]
     fn a_batch_acks_its_last_request_and_silence_before_that_is_success() {
         let mut out = Vec::new();
-        let mut starts = Vec::new();
-        for (n, sequence) in (10..15).enumerate() {
-            let at = out.len();
-            starts.push(at);
-            push_message(&mut out, 0x24, NLM_F_REQUEST | NLM_F_ACK, sequence, |out| {
-                AttrWriter::new(out).u32(1, sequence)
-            });
-            set_ack(&mut out[at..], n == 4);
-        }
-        let flags: Vec<u16> = netlink::messages(&out)
+        let mut acks = vec![None; 5];
+        let mut encode = |i: usize, out: &mut Vec<u8>, sequence: u32| {
+            if i != 3 {
+                push_message(out, 0x24, NLM_F_REQUEST | NLM_F_ACK, sequence, |out| {
+                    AttrWriter::new(out).u32(1, sequence)
+                });
+            }
+        };
+        assert_eq!(
+            encode_chunk(&mut out, 0, 10, &mut encode, &mut acks),
+            Some(4)
+        );
+        let sent: Vec<(u32, u16)> = netlink::messages(&out)
             .unwrap()
             .iter()
-            .map(|m| m.header.flags)
+            .map(|m| (m.header.sequence, m.header.flags))
             .collect();
         let request = NLM_F_REQUEST;
         assert_eq!(
-            flags,
-            [request, request, request, request, request | NLM_F_ACK]
+            sent,
+            [
+                (10, request),
+                (11, request),
+                (12, request),
+                (14, request | NLM_F_ACK)
+            ]
+        );
+        assert_eq!(
+            acks[3].as_ref().map(|a| (a.sequence, a.errno)),
+            Some((13, libc::EINVAL))
         );
 
-        let mut acks = vec![None; 5];
         // The failures come first, each in its own datagram; the batch is not over yet.
         let mut failed = Vec::new();
         error(&mut failed, 11, libc::ENOENT);
-        assert!(!take_answers(&failed, 10, &mut acks).unwrap());
+        assert!(!take_answers(&failed, 10, &mut acks, 4).unwrap());
         let mut stray = Vec::new();
         error(&mut stray, 99, libc::EPERM);
-        assert!(!take_answers(&stray, 10, &mut acks).unwrap());
+        assert!(!take_answers(&stray, 10, &mut acks, 4).unwrap());
         let mut last = Vec::new();
-        error(&mut last, 13, libc::EEXIST);
+        error(&mut last, 12, libc::EEXIST);
         error(&mut last, 14, 0);
-        assert!(take_answers(&last, 10, &mut acks).unwrap());
+        assert!(take_answers(&last, 10, &mut acks, 4).unwrap());
         let got: Vec<(u32, i32)> = acks
             .iter()
             .map(|a| a.as_ref().map(|a| (a.sequence, a.errno)).unwrap())
             .collect();
+        let (enoent, eexist, einval) = (libc::ENOENT, libc::EEXIST, libc::EINVAL);
         assert_eq!(
             got,
-            [
-                (10, 0),
-                (11, libc::ENOENT),
-                (12, 0),
-                (13, libc::EEXIST),
-                (14, 0)
-            ]
+            [(10, 0), (11, enoent), (12, eexist), (13, einval), (14, 0)]
+        );
+        // Nothing to send at all: no message, no wait.
+        let mut none = vec![None; 2];
+        let mut nothing = |_: usize, _: &mut Vec<u8>, _: u32| {};
+        assert_eq!(
+            encode_chunk(&mut Vec::new(), 0, 1, &mut nothing, &mut none),
+            None
+        );
+        assert!(
+            none.iter()
+                .all(|a| a.as_ref().is_some_and(|a| a.errno == einval))
         );
     }
 

@@ -167,11 +167,19 @@ impl IpvsClient {
         Ok((services, unreadable))
     }
 
-    /// Sends `messages` pipelined (many per `sendmsg`), one ack each, in order.
-    pub fn execute(&mut self, messages: &[&IpvsMessage]) -> Vec<Ack> {
+    /// Sends `count` requests pipelined (many per `sendmsg`), one ack each, in order. Request
+    /// `i` is `message(i)`, built only as it is encoded: a plan from empty sends 110,000, and
+    /// holding them all at once cost more than building them. `None` is answered `EINVAL`.
+    pub fn execute(
+        &mut self,
+        count: usize,
+        message: impl Fn(usize) -> Option<IpvsMessage>,
+    ) -> Vec<Ack> {
         let family = self.family;
-        self.socket.batch(messages.len(), |i, out, seq| {
-            messages[i].encode(out, family, NLM_F_REQUEST | NLM_F_ACK, seq)
+        self.socket.batch(count, |i, out, seq| {
+            if let Some(m) = message(i) {
+                m.encode(out, family, NLM_F_REQUEST | NLM_F_ACK, seq);
+            }
         })
     }
 }

@@ -657,6 +657,17 @@ fn tunnel_flags(c: TunnelChecksum) -> u16 {
     }
 }
 
+/// Whether [`request_for`] has a request for `action`, without building it.
+pub fn is_request(action: &Action) -> bool {
+    !matches!(
+        action,
+        Action::EnsureInterface { .. }
+            | Action::AddAddress { .. }
+            | Action::DelAddress { .. }
+            | Action::SetSysctl { .. }
+    )
+}
+
 /// The IPVS request that carries out `action`; `None` for actions that are not IPVS's
 /// (addresses, links, sysctls).
 pub fn request_for(action: &Action) -> Option<IpvsMessage> {
@@ -1090,6 +1101,75 @@ mod tests {
         back.encode(&mut again, 0x24, NLM_F_REQUEST | NLM_F_ACK, 9);
         assert_eq!(buf, again, "re-encoding is byte-identical");
         back
+    }
+
+    #[test]
+    fn is_request_says_whether_request_for_has_one() {
+        let key = ServiceKey::Inet {
+            protocol: Protocol::Tcp,
+            vip: v4("10.0.0.1"),
+            port: 80,
+        };
+        let config = ServiceConfig {
+            scheduler: Scheduler::Rr,
+            flags: 0,
+            timeout: 0,
+            netmask: 0xffff_ffff,
+            pe_name: String::new(),
+        };
+        let destination = DestinationKey {
+            address: v4("10.1.0.1"),
+            port: 80,
+        };
+        let dest_config = DestinationConfig {
+            forwarding: Forward::Direct,
+            weight: 1,
+            upper_threshold: 0,
+            lower_threshold: 0,
+        };
+        let address = v4("10.0.0.1");
+        let interface = "balanced0".to_owned();
+        let actions = [
+            Action::EnsureInterface {
+                name: interface.clone(),
+            },
+            Action::AddAddress {
+                interface: interface.clone(),
+                address,
+            },
+            Action::DelAddress { interface, address },
+            Action::SetSysctl {
+                name: "net.ipv4.vs.conntrack".into(),
+                value: "0".into(),
+            },
+            Action::SetTimeouts {
+                timeouts: IpvsTimeouts::default(),
+            },
+            Action::AddService {
+                key,
+                config: config.clone(),
+            },
+            Action::SetService { key, config },
+            Action::DelService { key },
+            Action::AddDestination {
+                service: key,
+                destination,
+                config: dest_config.clone(),
+            },
+            Action::SetDestination {
+                service: key,
+                destination,
+                config: dest_config,
+            },
+            Action::DelDestination {
+                service: key,
+                destination,
+            },
+        ];
+        let requests: Vec<bool> = actions.iter().map(is_request).collect();
+        let built: Vec<bool> = actions.iter().map(|a| request_for(a).is_some()).collect();
+        assert_eq!(requests, built);
+        assert_eq!(requests.iter().filter(|r| **r).count(), 7);
     }
 
     #[test]
