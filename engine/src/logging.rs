@@ -10,10 +10,14 @@ use std::io::{IsTerminal, Write};
 use std::sync::Mutex;
 use std::time::{SystemTime, UNIX_EPOCH};
 
+use tracing::{Dispatch, Level, Metadata};
 use tracing_subscriber::EnvFilter;
+use tracing_subscriber::filter::filter_fn;
 use tracing_subscriber::fmt::MakeWriter;
 use tracing_subscriber::fmt::format::Writer;
 use tracing_subscriber::fmt::time::FormatTime;
+use tracing_subscriber::prelude::*;
+use tracing_subscriber::registry::LookupSpan;
 
 use crate::cli::LogFormat;
 
@@ -23,17 +27,59 @@ pub fn init(format: LogFormat) {
         .and_then(|v| EnvFilter::try_new(v).ok())
         .or_else(|| EnvFilter::try_from_default_env().ok())
         .unwrap_or_else(|| EnvFilter::new("info"));
-    let builder = tracing_subscriber::fmt()
-        .with_env_filter(filter)
-        .with_timer(Timestamps::default())
-        .with_writer(Stderr)
-        .with_ansi(std::io::stderr().is_terminal())
-        .with_target(false);
+    let ansi = std::io::stderr().is_terminal();
     // A second initialisation (tests) keeps the first subscriber; that is not an error here.
-    let _ = match format {
-        LogFormat::Text => builder.try_init(),
-        LogFormat::Json => builder.json().flatten_event(true).try_init(),
-    };
+    let _ = subscriber(format, filter, Stderr, ansi).try_init();
+}
+
+/// Lines at `filter`'s levels to `writer`. Every text line's values are sanitised of terminal
+/// control characters, except in the one-line diffs of applied changes ([`is_change_line`]):
+/// those hold addresses, ports, numbers and this program's own words, plus names from the
+/// node config or the kernel — nothing a manifest says — and a converge from empty writes
+/// a hundred thousand of them, for which the character-by-character sanitising pass cost as
+/// much as all the rest of the formatting.
+fn subscriber<W>(format: LogFormat, filter: EnvFilter, writer: W, ansi: bool) -> Dispatch
+where
+    W: for<'a> MakeWriter<'a> + Clone + Send + Sync + 'static,
+{
+    let registry = tracing_subscriber::registry().with(filter);
+    match format {
+        LogFormat::Text => registry
+            .with(fmt_layer(writer.clone(), ansi, false).with_filter(filter_fn(is_change_line)))
+            .with(fmt_layer(writer, ansi, true).with_filter(filter_fn(|m| !is_change_line(m))))
+            .into(),
+        // JSON escapes control characters itself, in every line.
+        LogFormat::Json => registry
+            .with(fmt_layer(writer, ansi, true).json().flatten_event(true))
+            .into(),
+    }
+}
+
+/// The text layer every line goes through: [`Timestamps`], no target.
+fn fmt_layer<S, W>(writer: W, ansi: bool, sanitise: bool) -> FmtLayer<S, W>
+where
+    S: tracing::Subscriber + for<'a> LookupSpan<'a>,
+    W: for<'a> MakeWriter<'a> + 'static,
+{
+    tracing_subscriber::fmt::layer()
+        .with_writer(writer)
+        .with_timer(Timestamps::default())
+        .with_ansi(ansi)
+        .with_target(false)
+        .with_ansi_sanitization(sanitise)
+}
+
+type FmtLayer<S, W> = tracing_subscriber::fmt::Layer<
+    S,
+    tracing_subscriber::fmt::format::DefaultFields,
+    tracing_subscriber::fmt::format::Format<tracing_subscriber::fmt::format::Full, Timestamps>,
+    W,
+>;
+
+/// The executor's line for an applied change (`+ destination ...`); its warnings and errors,
+/// which quote the kernel, are not.
+fn is_change_line(metadata: &Metadata<'_>) -> bool {
+    metadata.target() == "balanced_engine::exec" && *metadata.level() == Level::INFO
 }
 
 /// UTC timestamps as `tracing`'s default timer writes them (`2026-11-28T01:47:29.235196Z`),
@@ -143,6 +189,7 @@ impl Hold {
 }
 
 /// stderr, through [`HELD`] while lines are held.
+#[derive(Clone, Copy)]
 struct Stderr;
 
 impl<'a> MakeWriter<'a> for Stderr {
@@ -199,6 +246,60 @@ mod tests {
             a[..19] == b[..19]
         });
         assert!(same);
+    }
+
+    /// A log sink for tests.
+    #[derive(Clone, Default)]
+    struct Buffer(std::sync::Arc<Mutex<Vec<u8>>>);
+
+    impl Write for Buffer {
+        fn write(&mut self, bytes: &[u8]) -> std::io::Result<usize> {
+            self.0.lock().unwrap().extend_from_slice(bytes);
+            Ok(bytes.len())
+        }
+        fn flush(&mut self) -> std::io::Result<()> {
+            Ok(())
+        }
+    }
+
+    impl<'a> MakeWriter<'a> for Buffer {
+        type Writer = Buffer;
+        fn make_writer(&'a self) -> Buffer {
+            self.clone()
+        }
+    }
+
+    #[test]
+    fn change_lines_skip_the_sanitising_and_every_other_line_keeps_it() {
+        for format in [LogFormat::Text, LogFormat::Json] {
+            let buffer = Buffer::default();
+            let dispatch = subscriber(format, EnvFilter::new("debug"), buffer.clone(), false);
+            tracing::dispatcher::with_default(&dispatch, || {
+                tracing::info!(target: "balanced_engine::exec", "+ link \x07one");
+                tracing::warn!(target: "balanced_engine::exec", "skipped \x07two");
+                tracing::info!(target: "balanced_engine::daemon", "manifest \x07three");
+                tracing::debug!(target: "balanced_engine::exec", "debug \x07four");
+            });
+            let text = String::from_utf8(buffer.0.lock().unwrap().clone()).unwrap();
+            let lines: Vec<&str> = text.lines().collect();
+            assert_eq!(lines.len(), 4, "{format:?}: each line once: {text}");
+            let escaped = |line: &str, word: &str| match format {
+                LogFormat::Text => line.contains(&format!("\\x07{word}")),
+                LogFormat::Json => line.contains(&format!("\\u0007{word}")),
+            };
+            let raw = |line: &str, word: &str| line.contains(&format!("\x07{word}"));
+            // Text writes the change line's byte as it is; JSON escapes every line itself.
+            match format {
+                LogFormat::Text => assert!(raw(lines[0], "one"), "{}", lines[0]),
+                LogFormat::Json => assert!(escaped(lines[0], "one"), "{}", lines[0]),
+            }
+            for (line, word) in lines[1..].iter().zip(["two", "three", "four"]) {
+                assert!(
+                    !raw(line, word) && escaped(line, word),
+                    "{format:?}: {line}"
+                );
+            }
+        }
     }
 
     #[test]
