@@ -51,6 +51,8 @@ struct Source {
     dir: PathBuf,
     /// What `dir` resolved to at the last scan (follows a swapped symlink).
     resolved: Option<PathBuf>,
+    /// The directories under `resolved` that scan walked (through symlinks, as walked).
+    directories: Vec<PathBuf>,
     store: LkgStore,
     health: SourceHealth,
 }
@@ -287,6 +289,7 @@ impl ManifestSet {
             sources.push(Source {
                 dir,
                 resolved: None,
+                directories: Vec::new(),
                 store,
                 health: SourceHealth::Ok,
             });
@@ -309,6 +312,18 @@ impl ManifestSet {
         self.sources
             .iter()
             .map(|s| (s.dir.as_path(), s.resolved.as_deref()))
+    }
+
+    /// Every directory to watch for the manifests, one by one (none recursively): each
+    /// watched directory as resolved now and the directories the last scan walked under it.
+    /// A directory made later raises an event in its parent, whose rescan walks it.
+    pub fn directories(&self) -> impl Iterator<Item = &Path> {
+        self.sources.iter().flat_map(|s| {
+            s.resolved
+                .iter()
+                .chain(s.directories.iter())
+                .map(PathBuf::as_path)
+        })
     }
 
     /// Re-resolves every watched directory and re-reads the files that changed. Returns
@@ -757,11 +772,17 @@ impl ManifestSet {
         let had_any = self.files.keys().any(|k| k.source == index);
         let mut changed = false;
         let walked = fs::canonicalize(&dir).and_then(|resolved| {
-            let mut found = Vec::new();
-            walk(&resolved, Path::new(""), 0, &mut found)?;
-            Ok((resolved, found))
+            let mut walked = Walked::default();
+            walk(&resolved, Path::new(""), 0, &mut walked)?;
+            Ok((resolved, walked))
         });
-        let (resolved, found) = match walked {
+        let (
+            resolved,
+            Walked {
+                files: found,
+                directories,
+            },
+        ) = match walked {
             Ok(ok) => ok,
             Err(e) => {
                 let health = SourceHealth::Missing(e.to_string());
@@ -769,6 +790,7 @@ impl ManifestSet {
                 changed |= source.health != health || source.resolved.is_some();
                 source.health = health;
                 source.resolved = None;
+                source.directories.clear();
                 if self.accept_empty {
                     changed |= self.mark_all_gone(index);
                 }
@@ -785,6 +807,7 @@ impl ManifestSet {
             changed |= source.health != health || source.resolved.as_ref() != Some(&resolved);
             source.health = health.clone();
             source.resolved = Some(resolved);
+            source.directories = directories;
         }
         if health != SourceHealth::Ok {
             return changed;
@@ -827,16 +850,26 @@ impl ManifestSet {
             rel: rel.to_path_buf(),
         };
         let on_disk = root.join(rel);
-        let meta = fs::metadata(&on_disk).ok().filter(|m| m.is_file());
-        let fingerprint = meta.as_ref().map(Fingerprint::of);
         let entry = self.files.get(&key);
-        if !reported && entry.map(|e| e.fingerprint) == Some(fingerprint) && fingerprint.is_some() {
-            return false;
-        }
+        let known = entry.and_then(|e| e.fingerprint);
+        // A file this set has not seen (every file at start-up) is opened straight away and
+        // stat'ed through its descriptor: one path lookup instead of two.
+        let found = match known {
+            Some(known) if !reported => {
+                let meta = fs::metadata(&on_disk).ok().filter(|m| m.is_file());
+                match meta.map(|m| Fingerprint::of(&m)) {
+                    Some(now) if now == known => return false,
+                    Some(_) => read_file(&on_disk),
+                    None => None,
+                }
+            }
+            _ => read_file(&on_disk),
+        };
+        let fingerprint = found.as_ref().map(|(f, _)| *f);
         let path = self.sources[index].dir.join(rel);
-        let current = match fingerprint {
+        let current = match found {
             None => None,
-            Some(found) => match read_known_size(&on_disk, found.len) {
+            Some((_, read)) => match read {
                 Ok(text)
                     if entry
                         .and_then(|e| e.current.as_ref())
@@ -1054,9 +1087,18 @@ fn is_manifest_rel(rel: &Path) -> bool {
         )
 }
 
-/// Lists manifest files under `dir` (relative paths), following symlinks, skipping hidden
-/// names; sorted.
-fn walk(dir: &Path, rel: &Path, depth: usize, out: &mut Vec<PathBuf>) -> io::Result<()> {
+/// What a walk of a watched directory found.
+#[derive(Default)]
+struct Walked {
+    /// Manifest files, relative to the directory; sorted.
+    files: Vec<PathBuf>,
+    /// The directories under it, as walked (a symlinked one by its link's path).
+    directories: Vec<PathBuf>,
+}
+
+/// Lists manifest files and directories under `dir`, following symlinks, skipping hidden
+/// names.
+fn walk(dir: &Path, rel: &Path, depth: usize, out: &mut Walked) -> io::Result<()> {
     if depth > MAX_DEPTH {
         return Ok(());
     }
@@ -1080,21 +1122,45 @@ fn walk(dir: &Path, rel: &Path, depth: usize, out: &mut Vec<PathBuf>) -> io::Res
         };
         let rel = rel.join(&name);
         if file_type.is_dir() {
-            walk(&entry.path(), &rel, depth + 1, out)?;
+            let path = entry.path();
+            walk(&path, &rel, depth + 1, out)?;
+            out.directories.push(path);
         } else if file_type.is_file() && is_manifest_rel(&rel) {
-            out.push(rel);
+            out.files.push(rel);
         }
     }
     Ok(())
+}
+
+/// The regular file at `path`: its fingerprint and its text (or why it could not be read);
+/// `None` when no regular file is there. Opened without blocking (a FIFO named like a
+/// manifest must not hang the node) and stat'ed through the descriptor.
+fn read_file(path: &Path) -> Option<(Fingerprint, io::Result<Vec<u8>>)> {
+    use std::os::unix::fs::OpenOptionsExt;
+    let opened = fs::OpenOptions::new()
+        .read(true)
+        .custom_flags(libc::O_NONBLOCK)
+        .open(path);
+    match opened {
+        Ok(file) => {
+            let meta = file.metadata().ok().filter(|m| m.is_file())?;
+            let fingerprint = Fingerprint::of(&meta);
+            Some((fingerprint, read_known_size(file, fingerprint.len)))
+        }
+        // There but not readable (permissions): a file, reported as unreadable.
+        Err(e) => {
+            let meta = fs::metadata(path).ok().filter(|m| m.is_file())?;
+            Some((Fingerprint::of(&meta), Err(e)))
+        }
+    }
 }
 
 /// Reads a file whose size `stat` just gave: one `read` of a byte more than that when it did
 /// not change since. A read of a regular file that returns less than asked has reached its
 /// end, so no second `read` is needed to see it (nor the `statx` and `lseek` with which
 /// `read_to_end` sizes its buffer).
-fn read_known_size(path: &Path, len: u64) -> io::Result<Vec<u8>> {
+fn read_known_size(mut file: fs::File, len: u64) -> io::Result<Vec<u8>> {
     use std::io::Read;
-    let mut file = fs::File::open(path)?;
     let mut text = vec![0; usize::try_from(len).unwrap_or(0).saturating_add(1)];
     let mut filled = 0;
     loop {
@@ -1147,21 +1213,61 @@ mod tests {
             .collect()
     }
 
+    /// The directories to watch one by one: the watched one as resolved, every directory
+    /// under it (a symlinked one by its link), no hidden one.
+    #[test]
+    fn the_scan_lists_every_directory_to_watch() {
+        let root = tempfile::tempdir().unwrap();
+        let dir = root.path().join("m");
+        let elsewhere = root.path().join("elsewhere");
+        fs::create_dir_all(dir.join("a/b")).unwrap();
+        fs::create_dir_all(dir.join("..data")).unwrap();
+        fs::create_dir_all(&elsewhere).unwrap();
+        std::os::unix::fs::symlink(&elsewhere, dir.join("linked")).unwrap();
+        fs::write(dir.join("a/b/x.yaml"), balancer("x", "198.51.100.1", 1)).unwrap();
+        let state = StateDir::new(root.path().join("state"));
+        let mut set = ManifestSet::load(std::slice::from_ref(&dir), &state, false).unwrap();
+        let listed = |set: &ManifestSet| -> BTreeSet<PathBuf> {
+            set.directories().map(Path::to_path_buf).collect()
+        };
+        let real = fs::canonicalize(&dir).unwrap();
+        let expected: BTreeSet<PathBuf> = ["", "a", "a/b", "linked"]
+            .iter()
+            .map(|rel| real.join(rel))
+            .collect();
+        assert_eq!(listed(&set), expected);
+        // A directory made later is listed once a scan has walked it.
+        fs::create_dir_all(dir.join("a/c")).unwrap();
+        set.refresh_paths(&[dir.join("a/c")]);
+        assert!(listed(&set).contains(&real.join("a/c")));
+    }
+
     #[test]
     fn a_file_is_read_whole_whatever_size_stat_gave() {
         let root = tempfile::tempdir().unwrap();
         let path = root.path().join("a.yaml");
         let text: Vec<u8> = (0..10_000u32).map(|i| (i % 251) as u8).collect();
         fs::write(&path, &text).unwrap();
+        let open = || fs::File::open(&path).unwrap();
         for len in [0, 1, 4095, 9_999, 10_000, 10_001, 50_000] {
             assert_eq!(
-                read_known_size(&path, len).unwrap(),
+                read_known_size(open(), len).unwrap(),
                 text,
                 "stat said {len}"
             );
         }
+        let (fingerprint, read) = read_file(&path).unwrap();
+        assert_eq!((fingerprint.len, read.unwrap()), (10_000, text));
         fs::write(&path, b"").unwrap();
-        assert!(read_known_size(&path, 3).unwrap().is_empty());
+        assert!(read_known_size(open(), 3).unwrap().is_empty());
+        // No regular file there: nothing, at once (a FIFO is not even waited on).
+        assert!(read_file(&root.path().join("missing.yaml")).is_none());
+        assert!(read_file(root.path()).is_none());
+        let fifo = root.path().join("fifo.yaml");
+        let name = std::ffi::CString::new(fifo.as_os_str().as_encoded_bytes()).unwrap();
+        // SAFETY: a NUL-terminated path that lives across the call.
+        assert_eq!(unsafe { libc::mkfifo(name.as_ptr(), 0o600) }, 0);
+        assert!(read_file(&fifo).is_none());
     }
 
     proptest::proptest! {
