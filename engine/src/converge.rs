@@ -111,6 +111,10 @@ struct Touched {
 
 impl Touched {
     fn add(&mut self, services: &[ServiceKey], vips: &[IpAddr]) {
+        // Everything is touched already: no need to list 10,000 services one by one.
+        if self.all {
+            return;
+        }
         self.services.extend(services.iter().copied());
         self.vips.extend(vips.iter().copied());
     }
