@@ -1103,20 +1103,26 @@ mod tests {
         back
     }
 
-    #[test]
-    fn is_request_says_whether_request_for_has_one() {
+    /// TCP 10.0.0.1:80 on `scheduler` with `flags`, no persistence.
+    fn tcp_service(scheduler: Scheduler, flags: u32) -> (ServiceKey, ServiceConfig) {
         let key = ServiceKey::Inet {
             protocol: Protocol::Tcp,
             vip: v4("10.0.0.1"),
             port: 80,
         };
         let config = ServiceConfig {
-            scheduler: Scheduler::Rr,
-            flags: 0,
+            scheduler,
+            flags,
             timeout: 0,
             netmask: 0xffff_ffff,
             pe_name: String::new(),
         };
+        (key, config)
+    }
+
+    #[test]
+    fn is_request_says_whether_request_for_has_one() {
+        let (key, config) = tcp_service(Scheduler::Rr, 0);
         let destination = DestinationKey {
             address: v4("10.1.0.1"),
             port: 80,
@@ -1174,18 +1180,7 @@ mod tests {
 
     #[test]
     fn add_service_bytes_match_the_kernel_layout() {
-        let key = ServiceKey::Inet {
-            protocol: Protocol::Tcp,
-            vip: v4("10.0.0.1"),
-            port: 80,
-        };
-        let config = ServiceConfig {
-            scheduler: Scheduler::Mh,
-            flags: 0x10,
-            timeout: 0,
-            netmask: 0xffff_ffff,
-            pe_name: String::new(),
-        };
+        let (key, config) = tcp_service(Scheduler::Mh, 0x10);
         let msg = request_for(&Action::AddService { key, config }).expect("IPVS action");
         let mut buf = Vec::new();
         msg.encode(&mut buf, 0x24, NLM_F_REQUEST | NLM_F_ACK, 1);
