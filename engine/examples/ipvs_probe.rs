@@ -12,7 +12,7 @@ use std::net::IpAddr;
 use std::process::ExitCode;
 use std::time::Instant;
 
-use balanced_engine::dataplane::{Action, Dataplane, Errno, ObserveRequest};
+use balanced_engine::dataplane::{Action, ActionError, Dataplane, Errno, ObserveRequest};
 use balanced_engine::kernel::KernelDataplane;
 use balanced_engine::kernel_sim::apply_action;
 use balanced_engine::model::{
@@ -109,6 +109,12 @@ fn request() -> ObserveRequest {
             "net.ipv4.vs.expire_nodest_conn".into(),
         ],
     }
+}
+
+/// `actions` through the dataplane's pipelined path.
+fn apply_all(dp: &mut KernelDataplane, actions: &[Action]) -> Vec<Result<(), ActionError>> {
+    let refs: Vec<&Action> = actions.iter().collect();
+    dp.apply_all(&refs)
 }
 
 fn check(dp: &mut KernelDataplane, report: &mut Report) {
@@ -266,7 +272,7 @@ fn check(dp: &mut KernelDataplane, report: &mut Report) {
         },
     ];
     let started = Instant::now();
-    let results = dp.apply_all(&actions);
+    let results = apply_all(dp, &actions);
     println!(
         "applied {} actions in {:?}",
         actions.len(),
@@ -352,16 +358,19 @@ fn check(dp: &mut KernelDataplane, report: &mut Report) {
     );
 
     // What the simulation cannot know: which modules and sysctls this kernel has.
-    let refused = dp.apply_all(&[
-        Action::AddService {
-            key: tcp("198.51.100.10", 81),
-            config: service(Scheduler::Lblcr, 0, Family::V4),
-        },
-        Action::SetSysctl {
-            name: "net.ipv4.vs.no_such_sysctl".into(),
-            value: "1".into(),
-        },
-    ]);
+    let refused = apply_all(
+        dp,
+        &[
+            Action::AddService {
+                key: tcp("198.51.100.10", 81),
+                config: service(Scheduler::Lblcr, 0, Family::V4),
+            },
+            Action::SetSysctl {
+                name: "net.ipv4.vs.no_such_sysctl".into(),
+                value: "1".into(),
+            },
+        ],
+    );
     let text: Vec<String> = refused
         .iter()
         .map(|r| match r {
@@ -393,7 +402,7 @@ fn check(dp: &mut KernelDataplane, report: &mut Report) {
             address: ip("2001:db8::10"),
         },
     ];
-    let cleaned = dp.apply_all(&cleanup);
+    let cleaned = apply_all(dp, &cleanup);
     report.check(
         cleaned.iter().all(Result::is_ok),
         &format!("cleanup: {cleaned:?}"),
@@ -456,7 +465,7 @@ fn bench(dp: &mut KernelDataplane, services: usize, dests: usize, report: &mut R
         let (user, system) = cpu_seconds();
         let started = Instant::now();
         let count = range.len();
-        let results = dp.apply_all(&actions[range]);
+        let results = apply_all(dp, &actions[range]);
         let (user_after, system_after) = cpu_seconds();
         failed += results.iter().filter(|r| r.is_err()).count();
         println!(

@@ -142,7 +142,7 @@ pub fn execute(
             }
             send.push((action, line));
         }
-        let batch: Vec<Action> = send.iter().map(|(a, _)| (*a).clone()).collect();
+        let batch: Vec<&Action> = send.iter().map(|(a, _)| *a).collect();
         let results = dataplane.apply_all(&batch);
         crate::logging::held(|| {
             for ((action, line), result) in send.into_iter().zip(results) {
@@ -517,7 +517,7 @@ mod tests {
         fn apply(&mut self, _: &Action) -> Result<(), ActionError> {
             Ok(())
         }
-        fn apply_all(&mut self, actions: &[Action]) -> Vec<Result<(), ActionError>> {
+        fn apply_all(&mut self, actions: &[&Action]) -> Vec<Result<(), ActionError>> {
             self.0.push(actions.len());
             actions.iter().map(|_| Ok(())).collect()
         }

@@ -401,8 +401,9 @@ fn simulated_and_kernel_dataplanes_agree() {
         let mut sim = SimDataplane::open(&dir.path().join(format!("sim-{index}.json")), false)
             .expect("a fresh simulated node");
         let actions: Vec<Action> = baseline().into_iter().chain(actions).collect();
-        let kernel_results = kernel.apply_all(&actions);
-        let sim_results = sim.apply_all(&actions);
+        let refs: Vec<&Action> = actions.iter().collect();
+        let kernel_results = kernel.apply_all(&refs);
+        let sim_results = sim.apply_all(&refs);
         let mut errnos = 0;
         for (n, action) in actions.iter().enumerate() {
             let (k, s) = (errno_of(&kernel_results[n]), errno_of(&sim_results[n]));

@@ -165,7 +165,7 @@ pub trait Dataplane {
 
     /// Applies actions in order; one result per action. Implementations may pipeline requests
     /// (the kernel one sends many per `sendmsg`); a failure never stops the later actions.
-    fn apply_all(&mut self, actions: &[Action]) -> Vec<Result<(), ActionError>> {
+    fn apply_all(&mut self, actions: &[&Action]) -> Vec<Result<(), ActionError>> {
         actions.iter().map(|a| self.apply(a)).collect()
     }
 

@@ -102,7 +102,7 @@ impl KernelDataplane {
 
     /// Address changes, pipelined per link after one lookup of each link's index; on a VIP
     /// link spread over several, each address goes to its own.
-    fn address_changes(&mut self, run: &[Action]) -> Vec<Result<(), ActionError>> {
+    fn address_changes(&mut self, run: &[&Action]) -> Vec<Result<(), ActionError>> {
         let mut results: Vec<Option<Result<(), ActionError>>> = vec![None; run.len()];
         let mut by_target: BTreeMap<Target, Vec<usize>> = BTreeMap::new();
         for (i, action) in run.iter().enumerate() {
@@ -128,7 +128,7 @@ impl KernelDataplane {
                         _ => (libc::ENODEV, Some(format!("no link {name}"))),
                     };
                     for i in members {
-                        results[i] = Some(Err(action_error(&run[i], errno, detail.clone())));
+                        results[i] = Some(Err(action_error(run[i], errno, detail.clone())));
                     }
                 }
             }
@@ -137,7 +137,7 @@ impl KernelDataplane {
             members.sort_unstable();
             let changes: Vec<(bool, IpAddr)> = members
                 .iter()
-                .filter_map(|i| address_change(&run[*i]).map(|(_, add, a)| (add, a)))
+                .filter_map(|i| address_change(run[*i]).map(|(_, add, a)| (add, a)))
                 .collect();
             let started = Instant::now();
             let acks = self.link.change_addresses(index, &changes);
@@ -148,7 +148,7 @@ impl KernelDataplane {
                 "address changes answered"
             );
             for (n, i) in members.into_iter().enumerate() {
-                let result = ack_result(&run[i], acks.get(n));
+                let result = ack_result(run[i], acks.get(n));
                 if result.is_ok() {
                     let (add, address) = changes[n];
                     if add {
@@ -175,7 +175,7 @@ impl KernelDataplane {
     }
 
     /// IPVS requests, pipelined; those the kernel cannot do are refused before sending.
-    fn ipvs_requests(&mut self, run: &[Action]) -> Vec<Result<(), ActionError>> {
+    fn ipvs_requests(&mut self, run: &[&Action]) -> Vec<Result<(), ActionError>> {
         let mut results: Vec<Option<Result<(), ActionError>>> = vec![None; run.len()];
         let mut sent: Vec<usize> = Vec::new();
         for (i, action) in run.iter().enumerate() {
@@ -188,14 +188,14 @@ impl KernelDataplane {
         let started = Instant::now();
         let acks = self
             .ipvs
-            .execute(sent.len(), |n| codec::request_for(&run[sent[n]]));
+            .execute(sent.len(), |n| codec::request_for(run[sent[n]]));
         debug!(
             requests = sent.len(),
             seconds = started.elapsed().as_secs_f64(),
             "IPVS requests answered"
         );
         for (n, i) in sent.into_iter().enumerate() {
-            results[i] = Some(ack_result(&run[i], acks.get(n)));
+            results[i] = Some(ack_result(run[i], acks.get(n)));
         }
         complete(run, results)
     }
@@ -215,7 +215,7 @@ impl KernelDataplane {
                 action_error(action, errno, detail)
             }),
             other => {
-                let run = std::slice::from_ref(other);
+                let run = std::slice::from_ref(&other);
                 let mut results = if address_change(other).is_some() {
                     self.address_changes(run)
                 } else {
@@ -231,7 +231,7 @@ impl KernelDataplane {
 
 /// Every action of a run has its result; one left without is a bug reported as `EPROTO`.
 fn complete(
-    run: &[Action],
+    run: &[&Action],
     results: Vec<Option<Result<(), ActionError>>>,
 ) -> Vec<Result<(), ActionError>> {
     results
@@ -484,14 +484,14 @@ impl Dataplane for KernelDataplane {
 
     /// Runs of consecutive IPVS actions go out pipelined, as do runs of address changes; the
     /// order of the actions is kept and every action gets its own result.
-    fn apply_all(&mut self, actions: &[Action]) -> Vec<Result<(), ActionError>> {
+    fn apply_all(&mut self, actions: &[&Action]) -> Vec<Result<(), ActionError>> {
         let mut results = Vec::with_capacity(actions.len());
         let mut start = 0;
         while start < actions.len() {
-            let kind = channel(&actions[start]);
+            let kind = channel(actions[start]);
             let mut end = start + 1;
             if kind != Channel::Single {
-                while end < actions.len() && channel(&actions[end]) == kind {
+                while end < actions.len() && channel(actions[end]) == kind {
                     end += 1;
                 }
             }
@@ -499,7 +499,7 @@ impl Dataplane for KernelDataplane {
             match kind {
                 Channel::Ipvs => results.extend(self.ipvs_requests(run)),
                 Channel::Address => results.extend(self.address_changes(run)),
-                Channel::Single => results.push(self.single(&actions[start])),
+                Channel::Single => results.push(self.single(actions[start])),
             }
             start = end;
         }
