@@ -130,7 +130,7 @@ impl Positions {
                 (NodeKind::Map(entries), None) => entries
                     .iter()
                     .filter(|e| {
-                        rest.strip_prefix(e.key.as_str())
+                        rest.strip_prefix(e.key.as_ref())
                             .is_some_and(|after| after.is_empty() || after.starts_with(['.', '[']))
                     })
                     .max_by_key(|e| e.key.len())

@@ -15,9 +15,11 @@
 //! error message still comes from the general reader. The tests compare both readers on every
 //! manifest of the repository and on generated ones.
 
+use std::borrow::Cow;
+
 use crate::diagnostic::Position;
 
-use super::{Entry, MAX_DEPTH, MAX_DOCUMENTS, MAX_NODES, Node, NodeKind};
+use super::{Entry, MAX_DEPTH, MAX_DOCUMENTS, MAX_NODES, Node, NodeKind, key_text};
 
 /// Reads `text` when it stays inside the subset; `None` otherwise.
 pub(super) fn parse(text: &str) -> Option<Vec<Node>> {
@@ -46,7 +48,7 @@ enum Frame {
         position: Position,
         entries: Vec<Entry>,
         /// A key whose value is on the lines below.
-        pending: Option<(String, Position)>,
+        pending: Option<(Cow<'static, str>, Position)>,
     },
     Seq {
         indent: usize,
@@ -219,11 +221,11 @@ impl Reader {
         }
         match value {
             Some(value) => entries.push(Entry {
-                key: key.to_owned(),
+                key: key_text(key),
                 key_position,
                 value,
             }),
-            None => *pending = Some((key.to_owned(), key_position)),
+            None => *pending = Some((key_text(key), key_position)),
         }
         Some(())
     }
