@@ -7,7 +7,8 @@
 //!   each successful action to the cache with the kernel's semantics; [`Daemon::resync`]
 //!   observes the dataplane again and logs any difference from the cache as drift.
 //! - [`run`] — the event loop (tokio, current thread): `notify` + `notify-debouncer-full`
-//!   watching each directory recursively *and* its parent, so a directory that is a symlink
+//!   watching every manifest directory (each one alone, as the scan walked them) *and* each
+//!   watched directory's parent, so a directory that is a symlink
 //!   swapped atomically (git-sync, a ConfigMap volume) is re-resolved and followed; the node
 //!   config's directory, so an edited config is reloaded; a resync every `resyncInterval`,
 //!   sooner while drains wait (every 5 s) or after a failure; SIGHUP = reload and resync now;
