@@ -110,6 +110,13 @@ rs_serve_address() {
 fetch() {
   nsenter --net=/run/netns/client timeout 5 wget -q -O - "$1" 2>/dev/null || echo -
 }
+# warm URL: GETs until one is answered (at most 7, each up to 5 s), so that every hop's
+# neighbour entries exist before a scenario counts answers: under TCG on a busy host a single
+# first request was sometimes not enough (scenario p lost a whole count of 6 to it).
+warm() {
+  k=0
+  while [ "$(fetch "$1")" = - ] && [ $k -lt 6 ]; do k=$((k + 1)); done
+}
 # fetch_n N URL: N GETs, answers on one line.
 fetch_n() {
   k=0 all=""

@@ -130,8 +130,8 @@ check_exit "(p) backend plan after apply: converged (exit 0)" 0 $? /tmp/p.plan2
 # -- traffic: answers come from the pods, directly ----------------------------------------------
 rx() { cat /sys/class/net/$1/statistics/rx_packets; }
 tx() { cat /sys/class/net/$1/statistics/tx_packets; }
-# one request first: neighbours on every hop are resolved (slow under TCG on a busy host)
-fetch http://$VIP/ > /dev/null
+# answered once first: neighbours on every hop are resolved (slow under TCG on a busy host)
+warm http://$VIP/
 knrx0=$(rx kn-lan) kntx0=$(tx kn-lan) out0=$(nsx knode cat /sys/class/net/eth1/statistics/tx_packets)
 ans=$(fetch_n 6 http://$VIP/)
 na=$(count pod-a $ans) nb=$(count pod-b $ans)
@@ -253,7 +253,7 @@ greview() {
 wantgre="addr=198.51.100.53/32  link=UP,LOWER_UP mtu 1426  rp=0 advmss=advmss 1378"
 n=0; while [ "$(greview)" != "$wantgre" ] && [ $n -lt 40 ]; do usleep 500000; n=$((n + 1)); done
 check_eq "(p) pod-b: the GRE VIP on gre0, its MTU and rp_filter" "$wantgre" "$(greview)"
-fetch http://198.51.100.53/ > /dev/null   # neighbours first
+warm http://198.51.100.53/   # neighbours first
 check_eq "(p) client -> 198.51.100.53:80 over GRE answered by pod-b" "pod-b pod-b" "$(fetch_n 2 http://198.51.100.53/)"
 
 # -- IPv6 VIP to an IPv4 pod address: IPv6-in-IPv4, received by sit0; MSS 1450 - 20 - 60 -----
@@ -271,7 +271,7 @@ v6view() {
 want6="addr=$V6/128  link=UP,LOWER_UP mtu 1430  rule=1 route=default via 2001:db8:244::1 dev eth0 proto 177 metric 1024 advmss 1370"
 n=0; while [ "$(v6view)" != "$want6" ] && [ $n -lt 40 ]; do usleep 500000; n=$((n + 1)); done
 check_eq "(p) pod-b: the IPv6 VIP on sit0, its MTU, rule and MSS route (advmss 1370)" "$want6" "$(v6view)"
-fetch "http://[$V6]/" > /dev/null   # neighbours first, as above
+warm "http://[$V6]/"   # neighbours first, as above
 check_eq "(p) client -> [$V6]:80 answered by pod-b (IPv6 in IPv4)" "pod-b pod-b" "$(fetch_n 2 "http://[$V6]/")"
 
 # -- IPv6 to the pod's IPv6 address: the director reaches pod-b at 2001:db8:244::12 -----------
@@ -316,7 +316,7 @@ want6b="ip6tnl0=$V6I/128 $V6U/128 UP,LOWER_UP mtu 1398 ip6gre0=$V6G/128 UP,LOWER
 n=0; while [ "$(v6pod)" != "$want6b" ] && [ $n -lt 40 ]; do usleep 500000; n=$((n + 1)); done
 check_eq "(p) pod-b: ip6tnl0 and ip6gre0 up with their VIPs and MTUs, FOU -6 port, rules, advmss" \
   "$want6b" "$(v6pod)"
-for v in $V6I $V6G $V6U; do fetch "http://[$v]/" > /dev/null; done   # neighbours first
+for v in $V6I $V6G $V6U; do warm "http://[$v]/"; done   # neighbours first
 devrx() { nsx $UB cat /sys/class/net/$1/statistics/rx_packets; }
 knrx0=$(rx kn-lan) kntx0=$(tx kn-lan) out0=$(nsx knode cat /sys/class/net/eth1/statistics/tx_packets)
 t6rx0=$(devrx ip6tnl0) g6rx0=$(devrx ip6gre0)
