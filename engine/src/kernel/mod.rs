@@ -177,12 +177,15 @@ impl KernelDataplane {
     /// IPVS requests, pipelined; those the kernel cannot do are refused before sending.
     fn ipvs_requests(&mut self, run: &[&Action]) -> Vec<Result<(), ActionError>> {
         let mut results: Vec<Option<Result<(), ActionError>>> = vec![None; run.len()];
+        // Every action of a run is an IPVS request (`channel` sorted them); one that is not
+        // encodes to nothing and the batch answers it EINVAL.
         let mut sent: Vec<usize> = Vec::new();
         for (i, action) in run.iter().enumerate() {
-            if let Some(missing) = missing_feature(self.release, action) {
-                results[i] = Some(Err(action_error(action, libc::EOPNOTSUPP, Some(missing))));
-            } else if codec::is_request(action) {
-                sent.push(i);
+            match missing_feature(self.release, action) {
+                Some(missing) => {
+                    results[i] = Some(Err(action_error(action, libc::EOPNOTSUPP, Some(missing))));
+                }
+                None => sent.push(i),
             }
         }
         let started = Instant::now();
