@@ -114,7 +114,7 @@ fn request() -> ObserveRequest {
 /// `actions` through the dataplane's pipelined path.
 fn apply_all(dp: &mut KernelDataplane, actions: &[Action]) -> Vec<Result<(), ActionError>> {
     let refs: Vec<&Action> = actions.iter().collect();
-    dp.apply_all(&refs)
+    dp.apply_all(&refs).into_iter().map(|a| a.result).collect()
 }
 
 fn check(dp: &mut KernelDataplane, report: &mut Report) {

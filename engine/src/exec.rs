@@ -16,6 +16,10 @@
 //! waiting — the link, every service, every destination, every address — instead of one per
 //! service.
 //!
+//! A wave's lines are written once the dataplane has answered the whole wave, and each carries
+//! the time its own answer came ([`crate::dataplane::Applied`]): the log says when a change was
+//! made, not how long the hundred thousand lines before it took to write.
+//!
 //! Then [`verify`]: observe again and plan again; any action left is a difference.
 
 use std::collections::{BTreeSet, HashMap};
@@ -25,7 +29,7 @@ use std::time::SystemTime;
 use serde::{Deserialize, Serialize};
 use tracing::{error, info, warn};
 
-use crate::dataplane::{Action, ActionError, Dataplane, Errno};
+use crate::dataplane::{Action, ActionError, Applied, Dataplane, Errno};
 use crate::display::Described;
 use crate::kernel_sim;
 use crate::model::{NodeState, ServiceKey};
@@ -145,17 +149,20 @@ pub fn execute(
         let batch: Vec<&Action> = send.iter().map(|(a, _)| *a).collect();
         let results = dataplane.apply_all(&batch);
         crate::logging::held(|| {
-            for ((action, line), result) in send.into_iter().zip(results) {
+            for ((action, line), Applied { result, at }) in send.into_iter().zip(results) {
+                // Each line says when the dataplane answered, not when it is written.
                 match result {
                     Ok(()) => {
-                        info!("{line}");
+                        crate::logging::stamped(at, || info!("{line}"));
                         outcome.applied += 1;
                         if let Err(errno) = kernel_sim::apply_action(state, action) {
                             warn!(action = %line, errno = %errno.name(), "cached observation disagrees with the dataplane");
                         }
                     }
                     Err(ActionError { errno, message }) => {
-                        error!(action = %line, errno = %errno.name(), "failed: {message}: {errno}");
+                        crate::logging::stamped(at, || {
+                            error!(action = %line, errno = %errno.name(), "failed: {message}: {errno}");
+                        });
                         blocked.record(action);
                         outcome.failures.push(Failure {
                             action: action.clone(),
@@ -517,9 +524,68 @@ mod tests {
         fn apply(&mut self, _: &Action) -> Result<(), ActionError> {
             Ok(())
         }
-        fn apply_all(&mut self, actions: &[&Action]) -> Vec<Result<(), ActionError>> {
+        fn apply_all(&mut self, actions: &[&Action]) -> Vec<Applied> {
             self.0.push(actions.len());
-            actions.iter().map(|_| Ok(())).collect()
+            actions.iter().map(|_| Applied::now(Ok(()))).collect()
+        }
+    }
+
+    /// Answers every action at one fixed time: the first refused, the others done.
+    struct Answered(std::time::SystemTime);
+
+    impl Dataplane for Answered {
+        fn observe(&mut self, _: &ObserveRequest) -> Result<NodeState, DataplaneError> {
+            Ok(NodeState::default())
+        }
+        fn apply(&mut self, _: &Action) -> Result<(), ActionError> {
+            unreachable!("the executor applies through apply_all")
+        }
+        fn apply_all(&mut self, actions: &[&Action]) -> Vec<Applied> {
+            let refused = ActionError {
+                errno: Errno::EEXIST,
+                message: "adding".into(),
+            };
+            (0..actions.len())
+                .map(|i| Applied {
+                    result: if i == 0 { Err(refused.clone()) } else { Ok(()) },
+                    at: self.0,
+                })
+                .collect()
+        }
+    }
+
+    /// A change line and a failure line carry the time the dataplane answered, however
+    /// much later they are written.
+    #[test]
+    fn lines_carry_the_time_of_the_answer() {
+        // 2026-11-28T03:47:29.000042Z
+        let at = std::time::UNIX_EPOCH + std::time::Duration::new(1_795_837_649, 42_000);
+        let a = key("198.51.100.1", 80);
+        let actions = vec![
+            add_destination(a, "10.0.0.1"),
+            add_destination(a, "10.0.0.2"),
+        ];
+        let log = crate::logging::LogBuffer::default();
+        let dispatch = crate::logging::subscriber(
+            crate::cli::LogFormat::Text,
+            tracing_subscriber::EnvFilter::new("info"),
+            log.clone(),
+            false,
+        );
+        let mut state = NodeState::default();
+        kernel_sim::apply_action(&mut state, &add_service(a)).unwrap();
+        let outcome = tracing::dispatcher::with_default(&dispatch, || {
+            // A scoped dispatcher's levels reach callsites already seen only on a rebuild.
+            tracing::callsite::rebuild_interest_cache();
+            execute(&mut Answered(at), &actions, &mut state)
+        });
+        assert_eq!((outcome.applied, outcome.failures.len()), (1, 1));
+        let text = log.text();
+        let lines: Vec<&str> = text.lines().collect();
+        assert_eq!(lines.len(), 2, "{text}");
+        assert!(lines[0].contains("ERROR") && lines[1].contains(" INFO + destination"));
+        for line in lines {
+            assert!(line.starts_with("2026-11-28T03:47:29.000042Z"), "{line}");
         }
     }
 

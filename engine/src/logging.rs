@@ -6,6 +6,7 @@
 //! a hundred thousand one-line diffs at once writes them in 64 KiB chunks instead, which on a
 //! slow machine is seconds of system calls saved.
 
+use std::cell::Cell;
 use std::io::{IsTerminal, Write};
 use std::sync::Mutex;
 use std::time::{SystemTime, UNIX_EPOCH};
@@ -38,7 +39,7 @@ pub fn init(format: LogFormat) {
 /// node config or the kernel — nothing a manifest says — and a converge from empty writes
 /// a hundred thousand of them, for which the character-by-character sanitising pass cost as
 /// much as all the rest of the formatting.
-fn subscriber<W>(format: LogFormat, filter: EnvFilter, writer: W, ansi: bool) -> Dispatch
+pub(crate) fn subscriber<W>(format: LogFormat, filter: EnvFilter, writer: W, ansi: bool) -> Dispatch
 where
     W: for<'a> MakeWriter<'a> + Clone + Send + Sync + 'static,
 {
@@ -82,14 +83,36 @@ fn is_change_line(metadata: &Metadata<'_>) -> bool {
     metadata.target() == "balanced_engine::exec" && *metadata.level() == Level::INFO
 }
 
+thread_local! {
+    /// The time the lines logged inside [`stamped`] carry instead of the clock's.
+    static STAMP: Cell<Option<SystemTime>> = const { Cell::new(None) };
+}
+
+/// Runs `f` with the lines it logs on this thread stamped `at` rather than with the time they
+/// are written: a change line says when the dataplane made the change, even when it is
+/// written a second later behind a hundred thousand others.
+pub fn stamped<T>(at: SystemTime, f: impl FnOnce() -> T) -> T {
+    struct Restore(Option<SystemTime>);
+    impl Drop for Restore {
+        fn drop(&mut self) {
+            STAMP.set(self.0);
+        }
+    }
+    let _restore = Restore(STAMP.replace(Some(at)));
+    f()
+}
+
 /// UTC timestamps as `tracing`'s default timer writes them (`2026-11-28T01:47:29.235196Z`),
-/// with the date and the time of day worked out once a second rather than for every line.
+/// with the date and the time of day worked out once a second rather than for every line;
+/// inside [`stamped`], its time.
 #[derive(Default)]
 struct Timestamps(Mutex<(u64, String)>);
 
 impl FormatTime for Timestamps {
     fn format_time(&self, w: &mut Writer<'_>) -> std::fmt::Result {
-        let now = SystemTime::now()
+        let now = STAMP
+            .get()
+            .unwrap_or_else(SystemTime::now)
             .duration_since(UNIX_EPOCH)
             .unwrap_or_default();
         let mut cached = self.0.lock().unwrap_or_else(|e| e.into_inner());
@@ -210,6 +233,41 @@ impl Write for Stderr {
     }
 }
 
+/// A log sink for tests: what [`subscriber`] wrote to it.
+#[cfg(test)]
+#[derive(Clone, Default)]
+pub(crate) struct LogBuffer(std::sync::Arc<Mutex<Vec<u8>>>);
+
+#[cfg(test)]
+impl LogBuffer {
+    pub(crate) fn text(&self) -> String {
+        let bytes = self.0.lock().unwrap_or_else(|e| e.into_inner()).clone();
+        String::from_utf8(bytes).expect("log lines are UTF-8")
+    }
+}
+
+#[cfg(test)]
+impl Write for LogBuffer {
+    fn write(&mut self, bytes: &[u8]) -> std::io::Result<usize> {
+        self.0
+            .lock()
+            .unwrap_or_else(|e| e.into_inner())
+            .extend_from_slice(bytes);
+        Ok(bytes.len())
+    }
+    fn flush(&mut self) -> std::io::Result<()> {
+        Ok(())
+    }
+}
+
+#[cfg(test)]
+impl<'a> MakeWriter<'a> for LogBuffer {
+    type Writer = LogBuffer;
+    fn make_writer(&'a self) -> LogBuffer {
+        self.clone()
+    }
+}
+
 #[cfg(test)]
 mod tests {
     use super::*;
@@ -248,31 +306,10 @@ mod tests {
         assert!(same);
     }
 
-    /// A log sink for tests.
-    #[derive(Clone, Default)]
-    struct Buffer(std::sync::Arc<Mutex<Vec<u8>>>);
-
-    impl Write for Buffer {
-        fn write(&mut self, bytes: &[u8]) -> std::io::Result<usize> {
-            self.0.lock().unwrap().extend_from_slice(bytes);
-            Ok(bytes.len())
-        }
-        fn flush(&mut self) -> std::io::Result<()> {
-            Ok(())
-        }
-    }
-
-    impl<'a> MakeWriter<'a> for Buffer {
-        type Writer = Buffer;
-        fn make_writer(&'a self) -> Buffer {
-            self.clone()
-        }
-    }
-
     #[test]
     fn change_lines_skip_the_sanitising_and_every_other_line_keeps_it() {
         for format in [LogFormat::Text, LogFormat::Json] {
-            let buffer = Buffer::default();
+            let buffer = LogBuffer::default();
             let dispatch = subscriber(format, EnvFilter::new("debug"), buffer.clone(), false);
             tracing::dispatcher::with_default(&dispatch, || {
                 tracing::info!(target: "balanced_engine::exec", "+ link \x07one");
@@ -280,7 +317,7 @@ mod tests {
                 tracing::info!(target: "balanced_engine::daemon", "manifest \x07three");
                 tracing::debug!(target: "balanced_engine::exec", "debug \x07four");
             });
-            let text = String::from_utf8(buffer.0.lock().unwrap().clone()).unwrap();
+            let text = buffer.text();
             let lines: Vec<&str> = text.lines().collect();
             assert_eq!(lines.len(), 4, "{format:?}: each line once: {text}");
             let escaped = |line: &str, word: &str| match format {
@@ -299,6 +336,35 @@ mod tests {
                     "{format:?}: {line}"
                 );
             }
+        }
+    }
+
+    /// Inside `stamped`, in both formats, lines carry its time, and the clock's again after.
+    #[test]
+    fn stamped_lines_carry_the_time_given() {
+        // 2026-11-28T03:47:29.000042Z
+        let at = UNIX_EPOCH + std::time::Duration::new(1_795_837_649, 42_000);
+        for format in [LogFormat::Text, LogFormat::Json] {
+            let buffer = LogBuffer::default();
+            let dispatch = subscriber(format, EnvFilter::new("info"), buffer.clone(), false);
+            tracing::dispatcher::with_default(&dispatch, || {
+                stamped(at, || {
+                    tracing::info!(target: "balanced_engine::exec", "+ address one");
+                    tracing::error!(target: "balanced_engine::exec", "failed two");
+                });
+                tracing::info!(target: "balanced_engine::exec", "+ address three");
+            });
+            let text = buffer.text();
+            let lines: Vec<&str> = text.lines().collect();
+            assert_eq!(lines.len(), 3, "{text}");
+            for line in &lines[..2] {
+                assert!(
+                    line.contains("2026-11-28T03:47:29.000042Z"),
+                    "{format:?}: {line}"
+                );
+            }
+            assert!(!lines[2].contains("2026-11-28T03:47:29"), "{lines:?}");
+            assert_eq!(STAMP.get(), None);
         }
     }
 

@@ -402,11 +402,23 @@ fn simulated_and_kernel_dataplanes_agree() {
             .expect("a fresh simulated node");
         let actions: Vec<Action> = baseline().into_iter().chain(actions).collect();
         let refs: Vec<&Action> = actions.iter().collect();
+        let before = std::time::SystemTime::now();
         let kernel_results = kernel.apply_all(&refs);
+        let after = std::time::SystemTime::now();
         let sim_results = sim.apply_all(&refs);
+        // Each result is timed by the answer that carried it: within the call, in order.
+        let times: Vec<_> = kernel_results.iter().map(|a| a.at).collect();
+        if times.first() < Some(&before) || times.last() > Some(&after) || !times.is_sorted() {
+            differences.push(format!(
+                "{name}: the kernel's results are not timed in order within the call"
+            ));
+        }
         let mut errnos = 0;
         for (n, action) in actions.iter().enumerate() {
-            let (k, s) = (errno_of(&kernel_results[n]), errno_of(&sim_results[n]));
+            let (k, s) = (
+                errno_of(&kernel_results[n].result),
+                errno_of(&sim_results[n].result),
+            );
             if k != "ok" {
                 errnos += 1;
                 if actions.len() < 100 {

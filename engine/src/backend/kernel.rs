@@ -214,7 +214,7 @@ impl PodKernel {
     }
 
     fn one(&mut self, encode: impl FnMut(usize, &mut Vec<u8>, u32)) -> Result<(), SocketError> {
-        match self.route.batch(1, encode).first() {
+        match self.route.batch(1, encode).acks.first() {
             Some(Ack { errno: 0, .. }) => Ok(()),
             Some(ack) => Err(kernel_error(ack)),
             None => Err(SocketError::Kernel {
@@ -273,6 +273,7 @@ impl PodKernel {
                 })?;
                 match socket
                     .batch(1, |_, out, seq| codec::encode_fou(out, id, add, port, seq))
+                    .acks
                     .first()
                 {
                     Some(Ack { errno: 0, .. }) => Ok(()),

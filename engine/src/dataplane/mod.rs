@@ -6,6 +6,7 @@
 
 use std::fmt;
 use std::net::IpAddr;
+use std::time::SystemTime;
 
 use serde::{Deserialize, Serialize};
 
@@ -131,6 +132,27 @@ pub struct ActionError {
     pub message: String,
 }
 
+/// One action's result from [`Dataplane::apply_all`], and when the dataplane gave it: the time
+/// the action's change line carries. A converge logs its lines after the whole wave, and a
+/// hundred thousand lines take a while to write; the time says when the change was made.
+#[derive(Debug, Clone, PartialEq, Eq)]
+pub struct Applied {
+    pub result: Result<(), ActionError>,
+    /// When the dataplane confirmed the result (for the kernel: when the answer to the
+    /// `sendmsg` holding the request came back).
+    pub at: SystemTime,
+}
+
+impl Applied {
+    /// A result given now.
+    pub fn now(result: Result<(), ActionError>) -> Self {
+        Applied {
+            result,
+            at: SystemTime::now(),
+        }
+    }
+}
+
 /// The dataplane could not be observed or reached at all.
 #[derive(Debug, thiserror::Error)]
 pub enum DataplaneError {
@@ -163,10 +185,14 @@ pub trait Dataplane {
     /// Applies one action, answering with the kernel's errno on failure.
     fn apply(&mut self, action: &Action) -> Result<(), ActionError>;
 
-    /// Applies actions in order; one result per action. Implementations may pipeline requests
-    /// (the kernel one sends many per `sendmsg`); a failure never stops the later actions.
-    fn apply_all(&mut self, actions: &[&Action]) -> Vec<Result<(), ActionError>> {
-        actions.iter().map(|a| self.apply(a)).collect()
+    /// Applies actions in order; one result per action, with the time it was given.
+    /// Implementations may pipeline requests (the kernel one sends many per `sendmsg`); a
+    /// failure never stops the later actions.
+    fn apply_all(&mut self, actions: &[&Action]) -> Vec<Applied> {
+        actions
+            .iter()
+            .map(|a| Applied::now(self.apply(a)))
+            .collect()
     }
 
     /// Makes applied changes durable where the dataplane has such a step (the simulated one

@@ -16,7 +16,7 @@ use balanced_schemas::v1;
 
 use crate::kernel::netlink::Ack;
 use crate::kernel::rtnl::{self, Link, RTM_NEWADDR, RTM_NEWLINK};
-use crate::kernel::socket::{NetlinkSocket, SocketError};
+use crate::kernel::socket::{Answers, NetlinkSocket, SocketError};
 use crate::model::Interface;
 
 pub struct LinkClient {
@@ -133,7 +133,7 @@ impl LinkClient {
                 .batch(1, |_, out, seq| rtnl::encode_set_up(out, link.index, seq)),
             Some(_) => return Ok(()),
         };
-        match acks.first() {
+        match acks.acks.first() {
             Some(Ack { errno: 0, .. }) => Ok(()),
             Some(ack) => Err(SocketError::Kernel {
                 errno: ack.errno,
@@ -147,7 +147,7 @@ impl LinkClient {
     }
 
     /// Adds (`add`) or deletes host addresses on link `index`, pipelined; one ack each.
-    pub fn change_addresses(&mut self, index: u32, changes: &[(bool, IpAddr)]) -> Vec<Ack> {
+    pub fn change_addresses(&mut self, index: u32, changes: &[(bool, IpAddr)]) -> Answers {
         self.socket.batch(changes.len(), |i, out, seq| {
             let (add, address) = changes[i];
             rtnl::encode_address(out, add, index, &address, seq)

@@ -21,7 +21,9 @@ use std::time::Instant;
 use balanced_schemas::v1::{self, Encapsulation};
 use tracing::debug;
 
-use crate::dataplane::{Action, ActionError, Dataplane, DataplaneError, Errno, ObserveRequest};
+use crate::dataplane::{
+    Action, ActionError, Applied, Dataplane, DataplaneError, Errno, ObserveRequest,
+};
 use crate::kernel::ipvs::client::{ConnectError, IpvsClient};
 use crate::kernel::ipvs::codec;
 use crate::kernel::link::{LinkClient, vip_link_of};
@@ -102,8 +104,8 @@ impl KernelDataplane {
 
     /// Address changes, pipelined per link after one lookup of each link's index; on a VIP
     /// link spread over several, each address goes to its own.
-    fn address_changes(&mut self, run: &[&Action]) -> Vec<Result<(), ActionError>> {
-        let mut results: Vec<Option<Result<(), ActionError>>> = vec![None; run.len()];
+    fn address_changes(&mut self, run: &[&Action]) -> Vec<Applied> {
+        let mut results: Vec<Option<Applied>> = vec![None; run.len()];
         let mut by_target: BTreeMap<Target, Vec<usize>> = BTreeMap::new();
         for (i, action) in run.iter().enumerate() {
             if let Some((name, add, address)) = address_change(action) {
@@ -128,7 +130,8 @@ impl KernelDataplane {
                         _ => (libc::ENODEV, Some(format!("no link {name}"))),
                     };
                     for i in members {
-                        results[i] = Some(Err(action_error(run[i], errno, detail.clone())));
+                        let error = action_error(run[i], errno, detail.clone());
+                        results[i] = Some(Applied::now(Err(error)));
                     }
                 }
             }
@@ -140,7 +143,7 @@ impl KernelDataplane {
                 .filter_map(|i| address_change(run[*i]).map(|(_, add, a)| (add, a)))
                 .collect();
             let started = Instant::now();
-            let acks = self.link.change_addresses(index, &changes);
+            let answers = self.link.change_addresses(index, &changes);
             debug!(
                 link = index,
                 changes = changes.len(),
@@ -148,7 +151,7 @@ impl KernelDataplane {
                 "address changes answered"
             );
             for (n, i) in members.into_iter().enumerate() {
-                let result = ack_result(run[i], acks.get(n));
+                let result = ack_result(run[i], answers.acks.get(n));
                 if result.is_ok() {
                     let (add, address) = changes[n];
                     if add {
@@ -157,7 +160,10 @@ impl KernelDataplane {
                         self.vip.located.remove(&address);
                     }
                 }
-                results[i] = Some(result);
+                results[i] = Some(Applied {
+                    result,
+                    at: answers.at(n),
+                });
             }
         }
         complete(run, results)
@@ -175,21 +181,22 @@ impl KernelDataplane {
     }
 
     /// IPVS requests, pipelined; those the kernel cannot do are refused before sending.
-    fn ipvs_requests(&mut self, run: &[&Action]) -> Vec<Result<(), ActionError>> {
-        let mut results: Vec<Option<Result<(), ActionError>>> = vec![None; run.len()];
+    fn ipvs_requests(&mut self, run: &[&Action]) -> Vec<Applied> {
+        let mut results: Vec<Option<Applied>> = vec![None; run.len()];
         // Every action of a run is an IPVS request (`channel` sorted them); one that is not
         // encodes to nothing and the batch answers it EINVAL.
         let mut sent: Vec<usize> = Vec::new();
         for (i, action) in run.iter().enumerate() {
             match missing_feature(self.release, action) {
                 Some(missing) => {
-                    results[i] = Some(Err(action_error(action, libc::EOPNOTSUPP, Some(missing))));
+                    let error = action_error(action, libc::EOPNOTSUPP, Some(missing));
+                    results[i] = Some(Applied::now(Err(error)));
                 }
                 None => sent.push(i),
             }
         }
         let started = Instant::now();
-        let acks = self
+        let answers = self
             .ipvs
             .execute(sent.len(), |n| codec::request_for(run[sent[n]]));
         debug!(
@@ -198,7 +205,10 @@ impl KernelDataplane {
             "IPVS requests answered"
         );
         for (n, i) in sent.into_iter().enumerate() {
-            results[i] = Some(ack_result(run[i], acks.get(n)));
+            results[i] = Some(Applied {
+                result: ack_result(run[i], answers.acks.get(n)),
+                at: answers.at(n),
+            });
         }
         complete(run, results)
     }
@@ -224,29 +234,27 @@ impl KernelDataplane {
                 } else {
                     self.ipvs_requests(run)
                 };
-                results
-                    .pop()
-                    .unwrap_or_else(|| Err(action_error(other, libc::EPROTO, None)))
+                results.pop().map_or_else(
+                    || Err(action_error(other, libc::EPROTO, None)),
+                    |applied| applied.result,
+                )
             }
         }
     }
 }
 
 /// Every action of a run has its result; one left without is a bug reported as `EPROTO`.
-fn complete(
-    run: &[&Action],
-    results: Vec<Option<Result<(), ActionError>>>,
-) -> Vec<Result<(), ActionError>> {
+fn complete(run: &[&Action], results: Vec<Option<Applied>>) -> Vec<Applied> {
     results
         .into_iter()
         .zip(run)
         .map(|(r, action)| {
             r.unwrap_or_else(|| {
-                Err(action_error(
+                Applied::now(Err(action_error(
                     action,
                     libc::EPROTO,
                     Some("no result was recorded".into()),
-                ))
+                )))
             })
         })
         .collect()
@@ -486,8 +494,9 @@ impl Dataplane for KernelDataplane {
     }
 
     /// Runs of consecutive IPVS actions go out pipelined, as do runs of address changes; the
-    /// order of the actions is kept and every action gets its own result.
-    fn apply_all(&mut self, actions: &[&Action]) -> Vec<Result<(), ActionError>> {
+    /// order of the actions is kept and every action gets its own result, timed by the answer
+    /// to its `sendmsg`.
+    fn apply_all(&mut self, actions: &[&Action]) -> Vec<Applied> {
         let mut results = Vec::with_capacity(actions.len());
         let mut start = 0;
         while start < actions.len() {
@@ -502,7 +511,7 @@ impl Dataplane for KernelDataplane {
             match kind {
                 Channel::Ipvs => results.extend(self.ipvs_requests(run)),
                 Channel::Address => results.extend(self.address_changes(run)),
-                Channel::Single => results.push(self.single(actions[start])),
+                Channel::Single => results.push(Applied::now(self.single(actions[start]))),
             }
             start = end;
         }

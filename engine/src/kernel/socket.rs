@@ -12,6 +12,7 @@
 
 use std::io;
 use std::os::fd::AsRawFd;
+use std::time::SystemTime;
 
 use neli::consts::socket::{Msg, NlFamily};
 use neli::socket::NlSocket;
@@ -60,6 +61,27 @@ impl SocketError {
             SocketError::Io(e) => e.raw_os_error().unwrap_or(libc::EIO),
             SocketError::Decode(_) => libc::EPROTO,
         }
+    }
+}
+
+/// What a pipelined batch got back: one ack per request, in order, and when they came.
+#[derive(Debug, Default)]
+pub struct Answers {
+    pub acks: Vec<Ack>,
+    /// One `(end, at)` per `sendmsg`, in order: every request before `end` (and after the
+    /// previous `end`) was answered by `at`.
+    times: Vec<(usize, SystemTime)>,
+}
+
+impl Answers {
+    /// When request `i` was answered: when the last answer of its `sendmsg` came (the kernel
+    /// handles a `sendmsg`'s requests in order, before that answer).
+    pub fn at(&self, i: usize) -> SystemTime {
+        let run = self.times.partition_point(|(end, _)| *end <= i);
+        self.times
+            .get(run)
+            .or(self.times.last())
+            .map_or_else(SystemTime::now, |(_, at)| *at)
     }
 }
 
@@ -133,8 +155,9 @@ impl NetlinkSocket {
         &mut self,
         count: usize,
         mut encode: impl FnMut(usize, &mut Vec<u8>, u32),
-    ) -> Vec<Ack> {
+    ) -> Answers {
         let mut acks: Vec<Option<Ack>> = vec![None; count];
+        let mut times = Vec::with_capacity(count.div_ceil(BATCH));
         let mut start = 0;
         let mut out = Vec::new();
         while start < count {
@@ -155,9 +178,13 @@ impl NetlinkSocket {
                     });
                 }
             }
+            times.push((end, SystemTime::now()));
             start = end;
         }
-        acks.into_iter().flatten().collect()
+        Answers {
+            acks: acks.into_iter().flatten().collect(),
+            times,
+        }
     }
 
     /// Sends one pipelined batch and reads answers until its `last` request's; fills `acks`.
@@ -372,6 +399,21 @@ mod tests {
         })
         .expect("well-formed");
         (r.map(|r| r.map_err(|e| e.errno())), seen)
+    }
+
+    /// A request is timed by the answer to its `sendmsg`; one past the end by the last.
+    #[test]
+    fn answers_are_timed_by_their_sendmsg() {
+        let t = |s| SystemTime::UNIX_EPOCH + std::time::Duration::from_secs(s);
+        let answers = Answers {
+            acks: Vec::new(),
+            times: vec![(512, t(1)), (1024, t(2)), (1100, t(3))],
+        };
+        let at: Vec<SystemTime> = [0, 511, 512, 1023, 1024, 1099, 1100]
+            .into_iter()
+            .map(|i| answers.at(i))
+            .collect();
+        assert_eq!(at, [t(1), t(1), t(2), t(2), t(3), t(3), t(3)]);
     }
 
     /// A batch of five requests, 10 to 14, the fourth with nothing to send: only the last

@@ -6,8 +6,8 @@
 use neli::consts::socket::NlFamily;
 
 use crate::kernel::ipvs::codec::{self, Command, IpvsMessage};
-use crate::kernel::netlink::{Ack, NLM_F_ACK, NLM_F_DUMP, NLM_F_REQUEST};
-use crate::kernel::socket::{NetlinkSocket, SocketError};
+use crate::kernel::netlink::{NLM_F_ACK, NLM_F_DUMP, NLM_F_REQUEST};
+use crate::kernel::socket::{Answers, NetlinkSocket, SocketError};
 use crate::model::{IpvsTimeouts, VirtualService};
 
 /// Why the client could not start.
@@ -174,7 +174,7 @@ impl IpvsClient {
         &mut self,
         count: usize,
         message: impl Fn(usize) -> Option<IpvsMessage>,
-    ) -> Vec<Ack> {
+    ) -> Answers {
         let family = self.family;
         self.socket.batch(count, |i, out, seq| {
             if let Some(m) = message(i) {
