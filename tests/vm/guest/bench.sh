@@ -79,7 +79,15 @@ rm -rf "$BAL_STATE"; mkdir -p "$BAL_STATE"
 mkdir -p /tmp/bm; cp -r $B/manifests /tmp/bm/m
 touch /tmp/t0
 start=$(stamp "$(stat -c %y /tmp/t0 | cut -d' ' -f2)")
+t0=$(up)
 BALANCED_LOG=info,balanced_engine::daemon=debug,balanced_engine::kernel=debug bal_run_start --dataplane kernel --debounce 20ms /tmp/bm/m
+# Two end points. The kernel's, polled every 0.2 s as keepalived's is: the last VIP is local
+# (one route lookup by the static busybox `ip`, lighter than keepalived's poll; addresses go
+# in after every IPVS request, in plan order, so the last one means all). And the last VIP's
+# change line, which carries the time the kernel answered it.
+vip_local() { case "$(busybox ip route get "$LAST_VIP" 2>/dev/null)" in local*) return 0;; esac; return 1; }
+while ! vip_local; do usleep 200000; done
+polled=$(since $t0)
 # Polls read only the log's tail: a grep of the whole log (120,000 lines) every 0.2 s would
 # take the guest's only CPU from the daemon it times.
 logged() { tail -c 16384 $BAL_STATE.run.log | grep -q "$1"; }
@@ -88,7 +96,8 @@ wait_until 3000 logged "address $LAST_VIP on balanced0"
 line=$(grep -m1 "address $LAST_VIP on balanced0" $BAL_STATE.run.log)
 first=$(grep -m1 ' converging ' $BAL_STATE.run.log)
 bench balanced_run_converge_from_empty "$(awk "BEGIN{printf \"%.2f\", $(log_time "$line") - $start}")" \
-  "(start -> last VIP announced; parse+observe+plan until the first action: $(awk "BEGIN{printf \"%.2f\", $(log_time "$first") - $start}") s)"
+  "(start -> last VIP announced, its change line's time; parse+observe+plan until the first action: $(awk "BEGIN{printf \"%.2f\", $(log_time "$first") - $start}") s)"
+bench balanced_run_converge_from_empty_polled "$polled" "(start -> the last VIP is local in the kernel; poll 0.2 s, as keepalived's)"
 check_eq "balanced reached the full state" $((NSVC * NDEST)) "$(total_dests)"
 check_eq "balanced announced every VIP" "$NSVC" \
   "$(ip -o addr show scope global | grep -c -E '^[0-9]+: balanced0(-[0-9]+)? ')"
