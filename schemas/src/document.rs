@@ -93,6 +93,14 @@ impl Positions {
         }
     }
 
+    /// Document number `index` of `text`, its tree read only when a lookup needs it.
+    fn from_text(text: Arc<str>, index: usize) -> Self {
+        Positions {
+            tree: OnceLock::new(),
+            source: Some((text, index)),
+        }
+    }
+
     /// Lets the tree go when it can be read again from the text.
     pub fn release(&mut self) {
         if self.source.is_some() {
@@ -218,21 +226,46 @@ pub fn parse_file(path: &Path, text: &str) -> ParsedFile {
         path: path.to_owned(),
         ..ParsedFile::default()
     };
-    let nodes = match yaml::parse_documents(text) {
-        Ok(nodes) => nodes,
-        Err(e) => {
-            let position = e.position.unwrap_or(Position::new(1, 1));
-            file.diagnostics
-                .push(Diagnostic::error(path, position, yaml_message(&e)));
-            return file;
-        }
+    // The fast reader's events give a valid manifest its typed value without a tree; any
+    // other document, and every error, goes through the tree and its positions.
+    let read = (text.len() <= yaml::MAX_FILE_BYTES)
+        .then(|| yaml::block::read(text))
+        .flatten();
+    let trees = match &read {
+        Some(_) => None,
+        None => match yaml::parse_documents_general(text) {
+            Ok(nodes) => Some(nodes),
+            Err(e) => {
+                let position = e.position.unwrap_or(Position::new(1, 1));
+                file.diagnostics
+                    .push(Diagnostic::error(path, position, yaml_message(&e)));
+                return file;
+            }
+        },
     };
     let source: Arc<str> = Arc::from(text);
+    let count = read.as_ref().map_or(0, |r| r.len()) + trees.as_ref().map_or(0, Vec::len);
     // Exactly as many as there are documents: a `Document` is half a kilobyte, and a node
     // holds one per file, ten thousand files or more.
-    file.documents.reserve_exact(nodes.len());
-    for (index, node) in nodes.into_iter().enumerate() {
-        match parse_document(path, node, &source, index) {
+    file.documents.reserve_exact(count);
+    let mut trees = trees.into_iter().flatten();
+    for index in 0..count {
+        let parsed = match &read {
+            Some(read) => match fast_manifest(read, index) {
+                Some(manifest) => Ok(Document {
+                    path: path.to_owned(),
+                    position: read.position(index),
+                    manifest,
+                    positions: Positions::from_text(source.clone(), index),
+                }),
+                None => parse_document(path, read.tree(index), &source, index),
+            },
+            None => match trees.next() {
+                Some(node) => parse_document(path, node, &source, index),
+                None => break,
+            },
+        };
+        match parsed {
             Ok(mut document) => {
                 file.diagnostics.extend(validate::check_document(&document));
                 document.positions.release();
@@ -242,6 +275,20 @@ pub fn parse_file(path: &Path, text: &str) -> ParsedFile {
         }
     }
     file
+}
+
+/// Document `index`'s typed value straight from the fast reader's events, when it is of a
+/// known `apiVersion` and kind and converts without error; `None` sends it through the tree
+/// ([`parse_document`]), which gives the same value or says what is wrong, and where.
+fn fast_manifest(read: &yaml::block::Read<'_>, index: usize) -> Option<Manifest> {
+    if read.root_str(index, "apiVersion")? != v1::API_VERSION {
+        return None;
+    }
+    match read.root_str(index, "kind")? {
+        "Balancer" => read.typed(index).map(Manifest::Balancer),
+        "NodeConfig" => read.typed(index).map(Manifest::NodeConfig),
+        _ => None,
+    }
 }
 
 fn yaml_message(e: &YamlError) -> String {

@@ -21,7 +21,7 @@ use serde_saphyr::{Budget, DuplicateKeyPolicy, Location, MessageFormatter, Optio
 
 use crate::diagnostic::Position;
 
-mod block;
+pub(crate) mod block;
 
 /// The largest manifest file accepted (a Balancer with 4,093 backends is about 300 KiB).
 pub const MAX_FILE_BYTES: usize = 4 * 1024 * 1024;
