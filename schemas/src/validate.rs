@@ -10,7 +10,6 @@
 //! 4.18, GUE tunnels 5.2, GRE tunnels 5.3, `twos` 5.9.
 
 use std::collections::HashMap;
-use std::collections::hash_map::Entry;
 use std::net::IpAddr;
 
 use crate::diagnostic::Diagnostic;
@@ -250,28 +249,59 @@ fn check_balancer(report: &mut Report, balancer: &v1::Balancer) {
             ),
         );
     }
-    let mut seen: HashMap<ServiceKey, usize> = HashMap::new();
+    let mut seen = FirstSeen::default();
     for (i, service) in balancer.spec.services.iter().enumerate() {
         let field = format!("spec.services[{i}]");
         let name = service_name(vip, service);
-        if let Some(key) = service_key(vip, service) {
-            match seen.entry(key) {
-                Entry::Occupied(first) => {
-                    let first_field = format!("spec.services[{}]", first.get());
-                    report.error(
-                        &field,
-                        format!(
-                            "service {name} is defined twice: also at {}",
-                            report.document.place(&first_field)
-                        ),
-                    );
-                }
-                Entry::Vacant(slot) => {
-                    slot.insert(i);
-                }
-            }
+        if let Some(key) = service_key(vip, service)
+            && let Some(first) = seen.note(key, i)
+        {
+            let first_field = format!("spec.services[{first}]");
+            report.error(
+                &field,
+                format!(
+                    "service {name} is defined twice: also at {}",
+                    report.document.place(&first_field)
+                ),
+            );
         }
         check_service(report, vip, service, &field, &name);
+    }
+}
+
+/// Where each key was first seen: a list while short, a hash map past that. Most services have
+/// a few backends, and hashing those cost more than comparing them.
+struct FirstSeen<K> {
+    list: Vec<(K, usize)>,
+    map: HashMap<K, usize>,
+}
+
+impl<K> Default for FirstSeen<K> {
+    fn default() -> Self {
+        FirstSeen {
+            list: Vec::new(),
+            map: HashMap::new(),
+        }
+    }
+}
+
+impl<K: Copy + Eq + std::hash::Hash> FirstSeen<K> {
+    const LIST: usize = 16;
+
+    /// Where `key` was first seen; `None` when this, `index`, is the first time.
+    fn note(&mut self, key: K, index: usize) -> Option<usize> {
+        if let Some(&(_, first)) = self.list.iter().find(|(k, _)| *k == key) {
+            return Some(first);
+        }
+        if let Some(&first) = self.map.get(&key) {
+            return Some(first);
+        }
+        if self.list.len() < Self::LIST {
+            self.list.push((key, index));
+        } else {
+            self.map.insert(key, index);
+        }
+        None
     }
 }
 
@@ -541,28 +571,23 @@ fn check_backends(
     name: &str,
 ) {
     let method = service.forwarding.method;
-    let mut seen: HashMap<(IpAddr, u16), usize> = HashMap::new();
+    let mut seen = FirstSeen::default();
     for (j, backend) in service.backends.iter().enumerate() {
         // The field path and the subject are formatted only for a message: a valid backend
         // (a hundred thousand of them on a large node) needs neither.
         let b = || format!("{field}.backends[{j}]");
         let port = backend_port(service, backend);
         let subject = || format!("service {name}: backend {}", socket(backend.address, port));
-        match seen.entry((backend.address, port)) {
-            Entry::Occupied(first) => {
-                let first_field = format!("{field}.backends[{}]", first.get());
-                report.error(
-                    &b(),
-                    format!(
-                        "{} is listed twice: also at {}",
-                        subject(),
-                        report.document.place(&first_field)
-                    ),
-                );
-            }
-            Entry::Vacant(slot) => {
-                slot.insert(j);
-            }
+        if let Some(first) = seen.note((backend.address, port), j) {
+            let first_field = format!("{field}.backends[{first}]");
+            report.error(
+                &b(),
+                format!(
+                    "{} is listed twice: also at {}",
+                    subject(),
+                    report.document.place(&first_field)
+                ),
+            );
         }
         if let Some(why) = unusable_address(backend.address, false) {
             report.error(
@@ -930,7 +955,27 @@ mod tests {
 
     use std::path::Path;
 
+    use super::FirstSeen;
     use crate::document::parse_file;
+
+    /// The same answers as a map's first insertion, in the list and past it.
+    #[test]
+    fn first_seen_answers_as_a_map_does() {
+        let keys: Vec<u32> = (0..100).map(|i| (i * 7919) % 37).collect();
+        let mut seen = FirstSeen::default();
+        let mut map = std::collections::HashMap::new();
+        for (index, key) in keys.into_iter().enumerate() {
+            let expected = match map.entry(key) {
+                std::collections::hash_map::Entry::Occupied(first) => Some(*first.get()),
+                std::collections::hash_map::Entry::Vacant(slot) => {
+                    slot.insert(index);
+                    None
+                }
+            };
+            assert_eq!(seen.note(key, index), expected, "key {key} at {index}");
+        }
+        assert_eq!((seen.list.len(), seen.map.len()), (16, 21));
+    }
 
     /// Every diagnostic of one text, as `line:col: [warning: ]message` without the path.
     fn check(text: &str) -> Vec<String> {
