@@ -226,55 +226,60 @@ pub fn parse_file(path: &Path, text: &str) -> ParsedFile {
         path: path.to_owned(),
         ..ParsedFile::default()
     };
+    let source: Arc<str> = Arc::from(text);
     // The fast reader's events give a valid manifest its typed value without a tree; any
-    // other document, and every error, goes through the tree and its positions.
+    // other document, and every error, goes through the tree and its positions. Documents are
+    // reserved exactly: a `Document` is half a kilobyte, and a node holds one per file, ten
+    // thousand files or more.
     let read = (text.len() <= yaml::MAX_FILE_BYTES)
         .then(|| yaml::block::read(text))
         .flatten();
-    let trees = match &read {
-        Some(_) => None,
+    match read {
+        Some(read) => {
+            file.documents.reserve_exact(read.len());
+            for index in 0..read.len() {
+                let parsed = match fast_manifest(&read, index) {
+                    Some(manifest) => Ok(Document {
+                        path: path.to_owned(),
+                        position: read.position(index),
+                        manifest,
+                        positions: Positions::from_text(source.clone(), index),
+                    }),
+                    None => parse_document(path, read.tree(index), &source, index),
+                };
+                file.add(parsed);
+            }
+        }
         None => match yaml::parse_documents_general(text) {
-            Ok(nodes) => Some(nodes),
+            Ok(nodes) => {
+                file.documents.reserve_exact(nodes.len());
+                for (index, node) in nodes.into_iter().enumerate() {
+                    file.add(parse_document(path, node, &source, index));
+                }
+            }
             Err(e) => {
                 let position = e.position.unwrap_or(Position::new(1, 1));
                 file.diagnostics
                     .push(Diagnostic::error(path, position, yaml_message(&e)));
-                return file;
             }
         },
-    };
-    let source: Arc<str> = Arc::from(text);
-    let count = read.as_ref().map_or(0, |r| r.len()) + trees.as_ref().map_or(0, Vec::len);
-    // Exactly as many as there are documents: a `Document` is half a kilobyte, and a node
-    // holds one per file, ten thousand files or more.
-    file.documents.reserve_exact(count);
-    let mut trees = trees.into_iter().flatten();
-    for index in 0..count {
-        let parsed = match &read {
-            Some(read) => match fast_manifest(read, index) {
-                Some(manifest) => Ok(Document {
-                    path: path.to_owned(),
-                    position: read.position(index),
-                    manifest,
-                    positions: Positions::from_text(source.clone(), index),
-                }),
-                None => parse_document(path, read.tree(index), &source, index),
-            },
-            None => match trees.next() {
-                Some(node) => parse_document(path, node, &source, index),
-                None => break,
-            },
-        };
-        match parsed {
-            Ok(mut document) => {
-                file.diagnostics.extend(validate::check_document(&document));
-                document.positions.release();
-                file.documents.push(document);
-            }
-            Err(diagnostics) => file.diagnostics.extend(diagnostics),
-        }
     }
     file
+}
+
+impl ParsedFile {
+    /// Adds a document with the diagnostics of the checks that need it alone, or the
+    /// diagnostics that kept it from being read.
+    fn add(&mut self, parsed: Result<Document, Vec<Diagnostic>>) {
+        match parsed {
+            Ok(mut document) => {
+                self.diagnostics.extend(validate::check_document(&document));
+                document.positions.release();
+                self.documents.push(document);
+            }
+            Err(diagnostics) => self.diagnostics.extend(diagnostics),
+        }
+    }
 }
 
 /// Document `index`'s typed value straight from the fast reader's events, when it is of a

@@ -124,7 +124,7 @@ impl LinkClient {
 
     /// Creates the dummy link (up) when it is missing, or sets an existing one up.
     pub fn ensure(&mut self, name: &str) -> Result<(), SocketError> {
-        let acks = match self.find(name)? {
+        let answers = match self.find(name)? {
             None => self
                 .socket
                 .batch(1, |_, out, seq| rtnl::encode_create_dummy(out, name, seq)),
@@ -133,7 +133,7 @@ impl LinkClient {
                 .batch(1, |_, out, seq| rtnl::encode_set_up(out, link.index, seq)),
             Some(_) => return Ok(()),
         };
-        match acks.acks.first() {
+        match answers.acks.first() {
             Some(Ack { errno: 0, .. }) => Ok(()),
             Some(ack) => Err(SocketError::Kernel {
                 errno: ack.errno,
