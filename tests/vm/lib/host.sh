@@ -99,33 +99,50 @@ ensure_kernel() {
   vm_log "kernel $KVER unpacked in $KDIR"
 }
 
-# Builds the workspace once (the normal dev build, or release with BALANCED_VM_RELEASE=1) and
-# sets BALANCED_BIN, unless BALANCED_BIN is given.
+# The workspace's test build, once: `cargo test --workspace --no-run`, the very build the Rust
+# tests made, so after them the lane compiles nothing. (A plain `cargo build` resolves features
+# without the dev-dependencies, so it rebuilt 31 crates for 50 s and a second set of them on
+# disk.) Its artifact messages are kept in TEST_BUILD for the executables' paths.
+TEST_BUILD=""
+test_build() {
+  [ -n "$TEST_BUILD" ] && return 0
+  vm_log "cargo test --workspace --no-run"
+  TEST_BUILD=$(cd "$REPO" && cargo test --workspace --locked --no-run \
+      --message-format=json-render-diagnostics) || vm_die "cargo test --workspace --no-run failed"
+}
+
+# The path of the executable whose file name matches the extended regex $1 in the test build.
+test_build_executable() {
+  printf '%s\n' "$TEST_BUILD" | grep -oE "\"executable\":\"[^\"]*/$1\"" | tail -1 | cut -d'"' -f4
+}
+
+# Sets BALANCED_BIN, unless given: the test build's `balanced`, or with BALANCED_VM_RELEASE=1
+# (benchmarks) a release build.
 ensure_balanced_bin() {
   if [ -n "${BALANCED_BIN:-}" ]; then
     [ -x "$BALANCED_BIN" ] || vm_die "BALANCED_BIN=$BALANCED_BIN is not an executable"
     return 0
   fi
-  local profile=debug flags=()
-  if [ "${BALANCED_VM_RELEASE:-0}" = 1 ]; then profile=release; flags=(--release); fi
-  vm_log "cargo build --workspace ${flags[*]}"
-  (cd "$REPO" && cargo build --workspace --bins "${flags[@]}" >&2) || vm_die "cargo build failed"
-  local tdir=${CARGO_TARGET_DIR:-$REPO/target}
-  case $tdir in /*) ;; *) tdir=$REPO/$tdir;; esac
-  BALANCED_BIN=$tdir/$profile/balanced
-  [ -x "$BALANCED_BIN" ] || vm_die "no binary at $BALANCED_BIN after the build"
+  if [ "${BALANCED_VM_RELEASE:-0}" = 1 ]; then
+    vm_log "cargo build --workspace --release"
+    (cd "$REPO" && cargo build --workspace --bins --release --locked >&2) || vm_die "cargo build failed"
+    local tdir=${CARGO_TARGET_DIR:-$REPO/target}
+    case $tdir in /*) ;; *) tdir=$REPO/$tdir;; esac
+    BALANCED_BIN=$tdir/release/balanced
+  else
+    test_build
+    BALANCED_BIN=$(test_build_executable balanced)
+  fi
+  [ -n "$BALANCED_BIN" ] && [ -x "$BALANCED_BIN" ] || vm_die "no balanced executable after the build"
 }
 
-# The dataplane differential test (tests/vm/differential.rs) as an executable for the guest;
-# sets DIFF_BIN unless given. Only that test target is compiled (the libraries are shared with
-# the workspace build).
+# Sets DIFF_BIN, unless given: the dataplane differential test (tests/vm/differential.rs) as
+# an executable for the guest, from the test build.
 ensure_differential_bin() {
   if [ -n "${DIFF_BIN:-}" ]; then return 0; fi
-  vm_log "cargo test -p balanced-tests --test vm_differential --no-run"
-  DIFF_BIN=$(cd "$REPO" && cargo test -p balanced-tests --test vm_differential --no-run \
-      --message-format=json 2>/dev/null \
-    | grep -o '"executable":"[^"]*vm_differential[^"]*"' | tail -1 | cut -d'"' -f4) || true
-  [ -n "$DIFF_BIN" ] && [ -x "$DIFF_BIN" ] || vm_die "could not build the differential test (cargo test -p balanced-tests --test vm_differential --no-run)"
+  test_build
+  DIFF_BIN=$(test_build_executable 'vm_differential-[0-9a-f]+')
+  [ -n "$DIFF_BIN" ] && [ -x "$DIFF_BIN" ] || vm_die "no vm_differential test executable in the test build"
 }
 
 # Every IPVS scheduler plus what the topology and the tunnels need; dependencies come from
