@@ -5,7 +5,7 @@
 
 use std::fs;
 use std::path::{Path, PathBuf};
-use std::time::{Instant, SystemTime};
+use std::time::{Duration, Instant, SystemTime};
 
 use balanced_engine::converge::{Converger, NodeConfig};
 use balanced_engine::daemon::Daemon;
@@ -134,9 +134,37 @@ fn bench(c: &mut Criterion) {
     });
 }
 
+/// The rest of the daemon's turn for the same edit: applying the plan (to a dataplane that
+/// accepts everything), persisting the last known good manifests and publishing the status
+/// document and metrics.
+fn converge(c: &mut Criterion) {
+    let root = tempfile::tempdir().unwrap();
+    let (mut daemon, edited) = setup(root.path());
+    let mut weight = 1;
+    c.bench_function(
+        "run: 10,000 files, one edited → converged and published",
+        |b| {
+            b.iter_custom(|iterations| {
+                let mut converging = Duration::ZERO;
+                for _ in 0..iterations {
+                    weight = if weight == 1 { 2 } else { 1 };
+                    fs::write(&edited, manifest(4207, weight)).unwrap();
+                    let plan = daemon
+                        .plan_changes(&[edited.clone()], SystemTime::now())
+                        .expect("the edit is seen");
+                    let started = Instant::now();
+                    daemon.converge(plan);
+                    converging += started.elapsed();
+                }
+                converging
+            })
+        },
+    );
+}
+
 criterion_group! {
     name = benches;
     config = Criterion::default().sample_size(30);
-    targets = bench
+    targets = bench, converge
 }
 criterion_main!(benches);
