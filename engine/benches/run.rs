@@ -150,7 +150,7 @@ fn converge(c: &mut Criterion) {
                     weight = if weight == 1 { 2 } else { 1 };
                     fs::write(&edited, manifest(4207, weight)).unwrap();
                     let plan = daemon
-                        .plan_changes(&[edited.clone()], SystemTime::now())
+                        .plan_changes(std::slice::from_ref(&edited), SystemTime::now())
                         .expect("the edit is seen");
                     let started = Instant::now();
                     daemon.converge(plan);

@@ -14,7 +14,8 @@
 //!   sooner while drains wait (every 5 s) or after a failure; SIGHUP = reload and resync now;
 //!   SIGTERM/SIGINT = stop, leaving the kernel as it is. The state directory is watched too:
 //!   the operator's maintenance flag ([`crate::maintenance`]) acts as soon as it changes.
-//!   Each converge feeds [`crate::metrics::Telemetry`] (metrics, `/healthz`, `/readyz`, `/status`).
+//!   Each converge feeds [`crate::metrics::Telemetry`] (metrics, `/healthz`, `/readyz`, `/status`)
+//!   and [`crate::status_writer`] (`status.json`, written off the loop).
 
 use std::collections::{BTreeMap, BTreeSet};
 use std::path::{Path, PathBuf};
@@ -37,6 +38,7 @@ use crate::model::{NodeState, ServiceKey, VirtualService};
 use crate::plan::{Plan, WaitReason};
 use crate::state_dir::StateLock;
 use crate::status::{StatusDocument, Written, unix_seconds};
+use crate::status_writer::StatusWriter;
 
 /// How soon the daemon observes again while drains wait for connections to end, or after an
 /// action failed.
@@ -57,6 +59,8 @@ pub struct Daemon {
     suspect: bool,
     /// Metrics and health facts for the operations endpoint ([`crate::http`]).
     telemetry: Arc<Telemetry>,
+    /// Writes `status.json` off the loop (dropped with the daemon: the last one is written).
+    status_writer: StatusWriter,
 }
 
 impl Daemon {
@@ -67,6 +71,7 @@ impl Daemon {
     ) -> Result<Self, EngineError> {
         let started = Instant::now();
         let cache = dataplane.observe(&converger.node.observe_request())?;
+        let status_writer = StatusWriter::start(converger.state.clone())?;
         debug!(
             seconds = started.elapsed().as_secs_f64(),
             "observed the dataplane"
@@ -80,6 +85,7 @@ impl Daemon {
             failures: Vec::new(),
             suspect: false,
             telemetry: Arc::new(Telemetry::new(false)),
+            status_writer,
         };
         daemon.report_diagnostics();
         Ok(daemon)
@@ -218,15 +224,16 @@ impl Daemon {
     }
 
     /// Executes a plan on the dataplane and the cache, then persists the last known good
-    /// manifests, the drain record and the status document. Failures are logged and kept for
-    /// status; they make the next resync come sooner.
+    /// manifests and the drain record and publishes the status document. Failures are logged
+    /// and kept for status; they make the next resync come sooner.
     pub fn converge(&mut self, plan: Plan) {
         self.converge_round(plan, true);
     }
 
     /// Executes a plan, then lets `withdrawOnFailure` judge the outcome (`observed`: the
     /// dataplane's last observation worked); when that withdraws or announces again, plans and
-    /// executes once more. Publishes the status and metrics at the end.
+    /// executes once more. Publishes the status and metrics at the end, and hands the status
+    /// to the writer of `status.json`.
     fn converge_round(&mut self, mut plan: Plan, observed: bool) {
         for _ in 0..3 {
             let ok = self.execute_plan(plan) && observed;
@@ -236,19 +243,17 @@ impl Daemon {
             plan = self.plan_now(SystemTime::now());
         }
         let started = Instant::now();
-        let status = self.status();
-        if let Err(e) = self.converger.state.write_status(&status) {
-            error!("{e}");
-        }
         self.telemetry
             .set_resync_interval(self.converger.node.spec.resync_interval.as_std());
-        self.telemetry.publish(NodeView {
-            status,
+        let view = Arc::new(NodeView {
+            status: self.status(),
             names: service_names(&self.converger.manifests.balancers()),
         });
+        self.telemetry.publish(view.clone());
+        self.status_writer.submit(view);
         debug!(
             seconds = started.elapsed().as_secs_f64(),
-            "status written and metrics published"
+            "status and metrics published"
         );
     }
 

@@ -24,3 +24,4 @@ pub mod plan;
 pub mod sim;
 pub mod state_dir;
 pub mod status;
+pub mod status_writer;

@@ -237,8 +237,8 @@ impl Telemetry {
     }
 
     /// Replaces the view the per-object metrics and `/status` are built from.
-    pub fn publish(&self, view: NodeView) {
-        let view = Arc::new(view);
+    pub fn publish(&self, view: impl Into<Arc<NodeView>>) {
+        let view = view.into();
         self.update(|s| s.view = view);
     }
 

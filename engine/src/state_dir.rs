@@ -5,7 +5,8 @@
 //! <state-dir>/
 //!   lock                      flock(2) held by the one `apply` or `run` writing here
 //!   drain-record.json         drain starts and address withdrawals (the planner's DrainRecord)
-//!   status.json               the latest status document, written after every converge
+//!   status.json               the latest status document: `apply` writes it after converging,
+//!                             `run` within a second of each converge (crate::status_writer)
 //!   lkg/<source-id>/.source   the watched directory this entry belongs to (for people)
 //!   lkg/<source-id>/<rel>     the last known good text of <watched dir>/<rel>
 //! ```
@@ -107,15 +108,28 @@ impl StateDir {
         }
     }
 
+    /// Serializes straight into the temporary file: the status of a large node is tens of
+    /// megabytes, and building it in memory first cost as much again in reallocation.
     fn write_json<T: Serialize>(&self, name: &str, value: &T) -> Result<(), EngineError> {
         let path = self.root.join(name);
-        let mut bytes =
-            serde_json::to_vec_pretty(value).map_err(|source| EngineError::StateFormat {
-                path: path.clone(),
-                source,
+        let mut unserializable = None;
+        let written = write_atomic_with(&path, |file| {
+            let mut out = io::BufWriter::with_capacity(1 << 16, file);
+            serde_json::to_writer_pretty(&mut out, value).map_err(|e| {
+                if e.is_io() {
+                    io::Error::from(e)
+                } else {
+                    io::Error::other(unserializable.insert(e).to_string())
+                }
             })?;
-        bytes.push(b'\n');
-        write_atomic(&path, &bytes).map_err(|e| EngineError::io(&path, e))
+            out.write_all(b"\n")?;
+            out.flush()
+        });
+        match (written, unserializable) {
+            (_, Some(source)) => Err(EngineError::StateFormat { path, source }),
+            (Err(e), None) => Err(EngineError::io(&path, e)),
+            (Ok(()), None) => Ok(()),
+        }
     }
 }
 
@@ -222,6 +236,11 @@ fn collect(dir: &Path, rel: &Path, out: &mut Vec<(PathBuf, Vec<u8>)>) -> Result<
 /// Replaces `path` with `bytes` atomically and durably: a temporary file in the same
 /// directory, fsync, rename over `path`, fsync of the directory. Creates missing parents.
 pub fn write_atomic(path: &Path, bytes: &[u8]) -> io::Result<()> {
+    write_atomic_with(path, |mut file| file.write_all(bytes))
+}
+
+/// [`write_atomic`] with the content written by `write` into the temporary file.
+fn write_atomic_with(path: &Path, write: impl FnOnce(&File) -> io::Result<()>) -> io::Result<()> {
     let parent = match path.parent() {
         Some(p) if !p.as_os_str().is_empty() => p,
         _ => Path::new("."),
@@ -229,8 +248,8 @@ pub fn write_atomic(path: &Path, bytes: &[u8]) -> io::Result<()> {
     fs::create_dir_all(parent)?;
     let tmp = temporary(path)?;
     let result = (|| {
-        let mut file = File::create(&tmp)?;
-        file.write_all(bytes)?;
+        let file = File::create(&tmp)?;
+        write(&file)?;
         file.sync_all()?;
         fs::rename(&tmp, path)?;
         sync_parent(path)

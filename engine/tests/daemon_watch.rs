@@ -257,7 +257,15 @@ fn a_configmap_style_data_swap_is_followed() {
     eventually(&node, "..data swap", |s| {
         weight_of(s, "10.0.0.1") == Some(7)
     });
-    let status = status_file(&node);
+    // status.json comes from the daemon's writer thread, within a second of the converge.
+    let start = Instant::now();
+    let status = loop {
+        let status = status_file(&node);
+        if status["manifests"].is_array() || start.elapsed() > Duration::from_secs(10) {
+            break status;
+        }
+        std::thread::sleep(Duration::from_millis(50));
+    };
     assert_eq!(
         status["manifests"].as_array().map(Vec::len),
         Some(1),

@@ -7,6 +7,7 @@ mod cli_support;
 mod ops_support;
 
 use std::fs;
+use std::time::{Duration, Instant};
 
 use cli_support::*;
 use ops_support::*;
@@ -149,7 +150,15 @@ fn metrics_move_after_an_apply_and_after_the_kernel_counters_change() {
     assert_eq!(code, 200);
     let served: serde_json::Value = serde_json::from_str(&body).expect("status JSON");
     assert_eq!(served["written"]["by"], "run");
-    let printed = node.status_json();
+    // status.json follows the converge from the daemon's writer thread, within a second.
+    let deadline = Instant::now() + Duration::from_secs(10);
+    let printed = loop {
+        let printed = node.status_json();
+        if printed["written"] == served["written"] || Instant::now() > deadline {
+            break printed;
+        }
+        std::thread::sleep(Duration::from_millis(50));
+    };
     assert_eq!(served, printed, "GET /status differs from balanced status");
     assert_eq!(
         served["observed"]["services"][0]["stats"]["connections"],
