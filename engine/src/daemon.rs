@@ -473,27 +473,65 @@ fn config_dir(config: &Path) -> Option<PathBuf> {
     absolute.parent().map(Path::to_path_buf)
 }
 
-/// Brings the watcher's watches to [`wanted_watches`] (after a directory was re-resolved).
+/// Brings the watcher's watches to [`wanted_watches`] (after a directory was re-resolved);
+/// returns the manifest directories watched from now on that were not before.
 fn update_watches<W: Watcher, C: notify_debouncer_full::FileIdCache>(
     daemon: &Daemon,
     debouncer: &mut notify_debouncer_full::Debouncer<W, C>,
     watching: &mut BTreeMap<PathBuf, RecursiveMode>,
-) {
+) -> Vec<PathBuf> {
     let wanted = wanted_watches(daemon);
     for (path, _) in watching.iter().filter(|(p, m)| wanted.get(*p) != Some(m)) {
         let _ = debouncer.unwatch(path);
     }
     watching.retain(|p, m| wanted.get(p) == Some(m));
+    let manifest_dirs: BTreeSet<&Path> = daemon.converger.manifests.directories().collect();
+    let mut added = Vec::new();
     for (path, mode) in wanted {
         if watching.contains_key(&path) {
             continue;
         }
         match debouncer.watch(&path, mode) {
             Ok(()) => {
+                if manifest_dirs.contains(path.as_path()) {
+                    added.push(path.clone());
+                }
                 watching.insert(path, mode);
             }
             Err(e) => warn!("cannot watch {}: {e}", path.display()),
         }
+    }
+    added
+}
+
+/// Updates the watches, then reads each manifest directory watched for the first time once
+/// more: a file created in it after the scan that found it and before its watch raised no
+/// event (an exporter writing a new namespace's files while the daemon converged the first
+/// one), and would otherwise wait for the next resync. Repeats while that finds directories.
+fn watch_and_catch_up<W: Watcher, C: notify_debouncer_full::FileIdCache>(
+    daemon: &mut Daemon,
+    debouncer: &mut notify_debouncer_full::Debouncer<W, C>,
+    watching: &mut BTreeMap<PathBuf, RecursiveMode>,
+) {
+    for _ in 0..4 {
+        let added = update_watches(daemon, debouncer, watching);
+        if !catch_up(daemon, &added) {
+            return;
+        }
+    }
+}
+
+/// Re-reads `directories` (just watched); converges when that changed the manifests.
+fn catch_up(daemon: &mut Daemon, directories: &[PathBuf]) -> bool {
+    if directories.is_empty() {
+        return false;
+    }
+    match daemon.plan_changes(directories, SystemTime::now()) {
+        Some(plan) => {
+            daemon.converge(plan);
+            true
+        }
+        None => false,
     }
 }
 
@@ -530,7 +568,7 @@ async fn event_loop(
     })
     .map_err(|e| EngineError::Runtime(format!("cannot watch the manifest directories: {e}")))?;
     let mut watching: BTreeMap<PathBuf, RecursiveMode> = BTreeMap::new();
-    update_watches(&daemon, &mut debouncer, &mut watching);
+    let watched_at_start = update_watches(&daemon, &mut debouncer, &mut watching);
 
     let signal_error = |e: std::io::Error| EngineError::Runtime(format!("signals: {e}"));
     let mut hangup = signal(SignalKind::hangup()).map_err(signal_error)?;
@@ -543,6 +581,10 @@ async fn event_loop(
     );
     let first = daemon.plan_now(SystemTime::now());
     daemon.converge(first);
+    // Files made between the start-up scan and the watches raised no event.
+    if catch_up(&mut daemon, &watched_at_start) {
+        watch_and_catch_up(&mut daemon, &mut debouncer, &mut watching);
+    }
     let resync_interval = |daemon: &Daemon| {
         daemon
             .converger
@@ -596,14 +638,14 @@ async fn event_loop(
                 if let Some(plan) = plan {
                     daemon.converge(plan);
                 }
-                update_watches(&daemon, &mut debouncer, &mut watching);
+                watch_and_catch_up(&mut daemon, &mut debouncer, &mut watching);
             }
             _ = tokio::time::sleep_until(wake.into()) => {
                 match daemon.resync(SystemTime::now()) {
                     Ok(plan) => daemon.converge(plan),
                     Err(e) => error!("resync: {e}"),
                 }
-                update_watches(&daemon, &mut debouncer, &mut watching);
+                watch_and_catch_up(&mut daemon, &mut debouncer, &mut watching);
                 if Instant::now() >= next_resync {
                     next_resync = Instant::now() + resync_interval(&daemon);
                 }
@@ -616,7 +658,7 @@ async fn event_loop(
                     Ok(plan) => daemon.converge(plan),
                     Err(e) => error!("resync: {e}"),
                 }
-                update_watches(&daemon, &mut debouncer, &mut watching);
+                watch_and_catch_up(&mut daemon, &mut debouncer, &mut watching);
                 next_resync = Instant::now() + resync_interval(&daemon);
             }
             _ = terminate.recv() => break,
@@ -667,9 +709,13 @@ fn reload_config(daemon: &mut Daemon) -> bool {
 
 #[cfg(test)]
 mod tests {
+    use std::fs;
+
     use super::*;
     use crate::model::{ServiceConfig, ServiceKey, VirtualService};
     use crate::ownership::Ownership;
+    use crate::sim::SimDataplane;
+    use crate::state_dir::StateDir;
     use balanced_schemas::v1::{Protocol, Scheduler};
 
     fn service(vip: &str, scheduler: Scheduler) -> (ServiceKey, VirtualService) {
@@ -727,6 +773,77 @@ mod tests {
             std::time::Instant::now(),
         )];
         assert_eq!(changes(&lost), Some((Vec::new(), true)));
+    }
+
+    fn balancer(name: &str, vip: &str) -> String {
+        format!(
+            "apiVersion: balanced.io/v1\nkind: Balancer\nmetadata:\n  name: {name}\nspec:\n  \
+             vip: {vip}\n  services:\n    - protocol: TCP\n      port: 80\n      backends:\n        \
+             - address: 10.0.0.1\n"
+        )
+    }
+
+    #[test]
+    fn a_file_made_in_a_new_directory_before_its_watch_is_caught_up_at_once() {
+        let root = tempfile::tempdir().unwrap();
+        let dir = root.path().join("m");
+        fs::create_dir_all(&dir).unwrap();
+        fs::write(dir.join("web.yaml"), balancer("web", "198.51.100.1")).unwrap();
+        let config = root.path().join("node.yaml");
+        fs::write(
+            &config,
+            "apiVersion: balanced.io/v1\nkind: NodeConfig\nmetadata:\n  name: n\nspec:\n  \
+             vipRanges: [198.51.100.0/24]\n",
+        )
+        .unwrap();
+        let converger = Converger::open(
+            NodeConfig::load(&config).unwrap(),
+            std::slice::from_ref(&dir),
+            StateDir::new(root.path().join("state")),
+            false,
+        )
+        .unwrap();
+        let sim = SimDataplane::open(&root.path().join("sim.json"), false).unwrap();
+        let mut daemon = Daemon::start(converger, Box::new(sim)).unwrap();
+        let first = daemon.plan_now(SystemTime::now());
+        daemon.converge(first);
+
+        let mut debouncer = new_debouncer(Duration::from_secs(3600), None, |_| {}).unwrap();
+        let mut watching = BTreeMap::new();
+        let dir = dir.canonicalize().unwrap();
+        assert_eq!(
+            update_watches(&daemon, &mut debouncer, &mut watching),
+            vec![dir.clone()],
+            "at start every manifest directory is new"
+        );
+
+        // A new directory, found by the rescan its creation causes in its parent...
+        let team = dir.join("team");
+        fs::create_dir(&team).unwrap();
+        assert!(
+            daemon
+                .plan_changes(std::slice::from_ref(&team), SystemTime::now())
+                .is_none()
+        );
+        // ...and a file written in it before it is watched: no event will name it.
+        fs::write(team.join("api.yaml"), balancer("api", "198.51.100.2")).unwrap();
+        watch_and_catch_up(&mut daemon, &mut debouncer, &mut watching);
+
+        assert!(watching.contains_key(&team), "{watching:?}");
+        let api = ServiceKey::Inet {
+            protocol: Protocol::Tcp,
+            vip: "198.51.100.2".parse().unwrap(),
+            port: 80,
+        };
+        assert!(
+            daemon.cache().services.contains_key(&api),
+            "the file in the new directory is in force: {:?}",
+            daemon.cache().services.keys().collect::<Vec<_>>()
+        );
+        assert!(
+            update_watches(&daemon, &mut debouncer, &mut watching).is_empty(),
+            "nothing new the second time"
+        );
     }
 
     #[test]
