@@ -38,7 +38,7 @@ use crate::model::{NodeState, ServiceKey, VirtualService};
 use crate::plan::{Plan, WaitReason};
 use crate::state_dir::StateLock;
 use crate::status::{StatusDocument, Written, unix_seconds};
-use crate::status_writer::StatusWriter;
+use crate::status_writer::{Busy, StatusWriter};
 
 /// How soon the daemon observes again while drains wait for connections to end, or after an
 /// action failed.
@@ -96,6 +96,12 @@ impl Daemon {
         telemetry.observed(true);
         self.telemetry = telemetry;
         self
+    }
+
+    /// Marks the daemon busy until the guard is dropped: `status.json` is not written
+    /// meanwhile (unless it is [`crate::status_writer::MAX_AGE`] old).
+    pub fn busy(&self) -> Busy {
+        self.status_writer.busy()
     }
 
     pub fn telemetry(&self) -> &Telemetry {
@@ -579,11 +585,14 @@ async fn event_loop(
         directories = daemon.converger.manifests.watched().count(),
         "balanced run: watching manifests"
     );
-    let first = daemon.plan_now(SystemTime::now());
-    daemon.converge(first);
-    // Files made between the start-up scan and the watches raised no event.
-    if catch_up(&mut daemon, &watched_at_start) {
-        watch_and_catch_up(&mut daemon, &mut debouncer, &mut watching);
+    {
+        let _busy = daemon.busy();
+        let first = daemon.plan_now(SystemTime::now());
+        daemon.converge(first);
+        // Files made between the start-up scan and the watches raised no event.
+        if catch_up(&mut daemon, &watched_at_start) {
+            watch_and_catch_up(&mut daemon, &mut debouncer, &mut watching);
+        }
     }
     let resync_interval = |daemon: &Daemon| {
         daemon
@@ -603,6 +612,7 @@ async fn event_loop(
             .map_or(next_resync, |w| w.min(next_resync));
         tokio::select! {
             received = events.recv() => {
+                let _busy = daemon.busy();
                 let Some(result) = received else { break };
                 let (paths, rescan) = match result {
                     Ok(batch) => match changes(&batch) {
@@ -641,6 +651,7 @@ async fn event_loop(
                 watch_and_catch_up(&mut daemon, &mut debouncer, &mut watching);
             }
             _ = tokio::time::sleep_until(wake.into()) => {
+                let _busy = daemon.busy();
                 match daemon.resync(SystemTime::now()) {
                     Ok(plan) => daemon.converge(plan),
                     Err(e) => error!("resync: {e}"),
@@ -651,6 +662,7 @@ async fn event_loop(
                 }
             }
             _ = hangup.recv() => {
+                let _busy = daemon.busy();
                 info!("SIGHUP: reloading the node config and resyncing now");
                 reload_config(&mut daemon);
                 daemon.reload_maintenance();

@@ -77,7 +77,7 @@ impl StateDir {
     }
 
     pub fn write_drain_record(&self, record: &DrainRecord) -> Result<(), EngineError> {
-        self.write_json(DRAIN_RECORD, record)
+        self.write_json(DRAIN_RECORD, record, &|| false)
     }
 
     /// The status document last written by `apply` or `run`, as raw JSON (the reader decides
@@ -87,7 +87,17 @@ impl StateDir {
     }
 
     pub fn write_status<T: Serialize>(&self, status: &T) -> Result<(), EngineError> {
-        self.write_json(STATUS, status)
+        self.write_json(STATUS, status, &|| false)
+    }
+
+    /// [`StateDir::write_status`] that gives way: `give_way` is asked before each 64 KiB
+    /// written, and when it says so the write stops with an error and the file stays as it was.
+    pub fn write_status_giving_way<T: Serialize>(
+        &self,
+        status: &T,
+        give_way: &dyn Fn() -> bool,
+    ) -> Result<(), EngineError> {
+        self.write_json(STATUS, status, give_way)
     }
 
     /// The last-known-good store of one watched directory.
@@ -110,11 +120,16 @@ impl StateDir {
 
     /// Serializes straight into the temporary file: the status of a large node is tens of
     /// megabytes, and building it in memory first cost as much again in reallocation.
-    fn write_json<T: Serialize>(&self, name: &str, value: &T) -> Result<(), EngineError> {
+    fn write_json<T: Serialize>(
+        &self,
+        name: &str,
+        value: &T,
+        give_way: &dyn Fn() -> bool,
+    ) -> Result<(), EngineError> {
         let path = self.root.join(name);
         let mut unserializable = None;
         let written = write_atomic_with(&path, |file| {
-            let mut out = io::BufWriter::with_capacity(1 << 16, file);
+            let mut out = io::BufWriter::with_capacity(1 << 16, GivingWay { file, give_way });
             serde_json::to_writer_pretty(&mut out, value).map_err(|e| {
                 if e.is_io() {
                     io::Error::from(e)
@@ -130,6 +145,25 @@ impl StateDir {
             (Err(e), None) => Err(EngineError::io(&path, e)),
             (Ok(()), None) => Ok(()),
         }
+    }
+}
+
+/// A file whose writes fail once `give_way` says so.
+struct GivingWay<'a> {
+    file: &'a File,
+    give_way: &'a dyn Fn() -> bool,
+}
+
+impl Write for GivingWay<'_> {
+    fn write(&mut self, buf: &[u8]) -> io::Result<usize> {
+        if (self.give_way)() {
+            return Err(io::Error::other("gave way before the end"));
+        }
+        self.file.write(buf)
+    }
+
+    fn flush(&mut self) -> io::Result<()> {
+        self.file.flush()
     }
 }
 
@@ -318,6 +352,43 @@ fn sync_parent(path: &Path) -> io::Result<()> {
 #[cfg(test)]
 mod tests {
     use super::*;
+
+    #[test]
+    fn a_status_write_that_gives_way_leaves_the_last_one_whole() {
+        let dir = tempfile::tempdir().unwrap();
+        let state = StateDir::new(dir.path());
+        let big: Vec<u64> = (0..100_000).collect();
+        state.write_status(&serde_json::json!({ "n": 1 })).unwrap();
+        let asked = std::cell::Cell::new(0);
+        let give_way = || {
+            asked.set(asked.get() + 1);
+            asked.get() > 2
+        };
+        assert!(
+            state
+                .write_status_giving_way(&serde_json::json!({ "n": 2, "big": big }), &give_way)
+                .is_err()
+        );
+        // About 1.5 MB of JSON: some 20 chunks of 64 KiB had it not stopped at the third.
+        assert!(
+            (3..6).contains(&asked.get()),
+            "asked before each 64 KiB until it gave way: {} times",
+            asked.get()
+        );
+        assert_eq!(
+            state.read_status().unwrap(),
+            Some(serde_json::json!({ "n": 1 }))
+        );
+        let names: Vec<_> = fs::read_dir(dir.path())
+            .unwrap()
+            .map(|e| e.unwrap().file_name())
+            .collect();
+        assert_eq!(names, vec![std::ffi::OsString::from("status.json")]);
+        state
+            .write_status_giving_way(&serde_json::json!({ "n": 3, "big": big }), &|| false)
+            .unwrap();
+        assert_eq!(state.read_status().unwrap().unwrap()["n"], 3);
+    }
 
     #[test]
     fn atomic_write_replaces_and_leaves_no_temporary_file() {

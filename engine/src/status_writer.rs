@@ -1,26 +1,32 @@
-//! The daemon's status file, written off the event loop.
+//! The daemon's status file, written off the event loop and out of its way.
 //!
 //! At 10,000 services × 10 destinations the status document is about 40 MB of JSON: some
 //! 60 ms to write on a fast host, two seconds in the QEMU test guest. Written in the loop after
 //! every converge, it held up the next edit that long, and a stream of EndpointSlice updates
-//! kept the daemon busy writing status rather than converging. Here a thread writes it:
-//! - the newest document wins: one handed over while another waits replaces it, so a burst
-//!   of converges costs a write or two, not one each;
-//! - writes start at least [`MIN_INTERVAL`] apart, so a constant stream of converges costs a
+//! kept the daemon writing status rather than converging. Written by a thread at the same
+//! time as the loop worked, it slowed a no-change resync in the one-CPU guest by a third (by a
+//! tenth under `SCHED_IDLE`). So a thread writes it, and only while the loop is idle:
+//! - the loop holds a [`Busy`] guard while it handles anything; the writer waits for the
+//!   loop to be idle and gives way (drops the write, keeps the file as it was) as soon as the
+//!   loop is busy again, then starts over with the newest document when it is idle;
+//! - the newest document wins: one handed over while another waits replaces it;
+//! - writes start at least [`MIN_INTERVAL`] apart, so a steady stream of converges costs a
 //!   bounded share of a CPU; the first one after a quiet spell starts at once;
-//! - the thread runs under `SCHED_IDLE`: on a node short of CPU, converging comes first and
-//!   writing status after;
+//! - a file older than [`MAX_AGE`] is written even while the loop is busy, so it never falls
+//!   further behind than that;
+//! - the thread runs under `SCHED_IDLE`;
 //! - [`StatusWriter::finish`] (and dropping the writer) writes what still waits, then stops:
 //!   after `run` ends, the file is its last converge's.
 //!
 //! `/status` and the metrics do not wait for the file: the daemon publishes the same document
 //! to [`crate::metrics::Telemetry`] as it hands it over here.
 
+use std::cell::Cell;
 use std::sync::{Arc, Condvar, Mutex, MutexGuard};
 use std::thread::JoinHandle;
 use std::time::{Duration, Instant};
 
-use tracing::error;
+use tracing::{debug, error};
 
 use crate::error::EngineError;
 use crate::metrics::NodeView;
@@ -30,10 +36,21 @@ use crate::status::StatusDocument;
 /// The least time from the start of one write to the start of the next.
 pub const MIN_INTERVAL: Duration = Duration::from_secs(1);
 
+/// How far the file may fall behind while the loop stays busy.
+pub const MAX_AGE: Duration = Duration::from_secs(30);
+
+/// Writes one document; the write gives way (fails) when the function it is given says so.
+pub type Write = dyn FnMut(&StatusDocument, &dyn Fn() -> bool) -> Result<(), EngineError> + Send;
+
 /// The writing thread and the document waiting for it.
 pub struct StatusWriter {
     shared: Arc<Shared>,
     thread: Option<JoinHandle<()>>,
+}
+
+/// While alive, the daemon's loop is working: the writer waits, or gives way.
+pub struct Busy {
+    shared: Arc<Shared>,
 }
 
 struct Shared {
@@ -44,6 +61,7 @@ struct Shared {
 #[derive(Default)]
 struct Slot {
     waiting: Option<Arc<NodeView>>,
+    busy: bool,
     stopping: bool,
 }
 
@@ -56,13 +74,19 @@ impl Shared {
 impl StatusWriter {
     /// Writes `status.json` of `state`.
     pub fn start(state: StateDir) -> Result<Self, EngineError> {
-        Self::with(MIN_INTERVAL, move |status| state.write_status(status))
+        Self::with(
+            MIN_INTERVAL,
+            MAX_AGE,
+            Box::new(move |status, give_way| state.write_status_giving_way(status, give_way)),
+        )
     }
 
-    /// Writes each document with `write`, writes starting at least `min_interval` apart.
+    /// Writes each document with `write`, writes starting at least `min_interval` apart and
+    /// not giving way once the last one written is `max_age` old.
     pub fn with(
         min_interval: Duration,
-        mut write: impl FnMut(&StatusDocument) -> Result<(), EngineError> + Send + 'static,
+        max_age: Duration,
+        mut write: Box<Write>,
     ) -> Result<Self, EngineError> {
         let shared = Arc::new(Shared {
             slot: Mutex::new(Slot::default()),
@@ -73,11 +97,35 @@ impl StatusWriter {
             .name("status-writer".into())
             .spawn(move || {
                 lower_priority();
+                let shared = theirs;
                 let mut last_start: Option<Instant> = None;
-                while let Some(view) = next(&theirs, last_start.map(|t| t + min_interval)) {
+                let mut last_written = Instant::now();
+                loop {
+                    let overdue = last_written + max_age;
+                    let due = last_start.map(|t| t + min_interval);
+                    let Some(view) = next(&shared, due, overdue) else {
+                        break;
+                    };
                     last_start = Some(Instant::now());
-                    if let Err(e) = write(&view.status) {
-                        error!("status not written: {e}");
+                    let gave_way = Cell::new(false);
+                    let give_way = || {
+                        let slot = shared.lock();
+                        let yes = slot.busy && !slot.stopping && Instant::now() < overdue;
+                        gave_way.set(yes);
+                        yes
+                    };
+                    match write(&view.status, &give_way) {
+                        Ok(()) => last_written = Instant::now(),
+                        Err(_) if gave_way.get() => {
+                            debug!("status write gave way to the loop; it starts over when idle");
+                            let mut slot = shared.lock();
+                            if slot.waiting.is_none() {
+                                slot.waiting = Some(view);
+                            }
+                            // Starting over is not held to the interval.
+                            last_start = None;
+                        }
+                        Err(e) => error!("status not written: {e}"),
                     }
                 }
             })
@@ -92,6 +140,14 @@ impl StatusWriter {
     pub fn submit(&self, view: Arc<NodeView>) {
         self.shared.lock().waiting = Some(view);
         self.shared.changed.notify_one();
+    }
+
+    /// Marks the loop busy until the guard is dropped.
+    pub fn busy(&self) -> Busy {
+        self.shared.lock().busy = true;
+        Busy {
+            shared: self.shared.clone(),
+        }
     }
 
     /// Writes what still waits, at once, and stops the thread.
@@ -114,28 +170,40 @@ impl Drop for StatusWriter {
     }
 }
 
-/// The next document to write, once one waits and `due` has come (or at once when stopping);
-/// `None` when stopping with nothing left.
-fn next(shared: &Shared, due: Option<Instant>) -> Option<Arc<NodeView>> {
+impl Drop for Busy {
+    fn drop(&mut self) {
+        self.shared.lock().busy = false;
+        self.shared.changed.notify_one();
+    }
+}
+
+/// The next document to write, once one waits, `due` has come and the loop is idle (or the
+/// file is `overdue`); at once when stopping. `None` when stopping with nothing left.
+fn next(shared: &Shared, due: Option<Instant>, overdue: Instant) -> Option<Arc<NodeView>> {
     let mut slot = shared.lock();
     loop {
-        if slot.waiting.is_some() {
-            let now = Instant::now();
-            match due {
-                Some(due) if due > now && !slot.stopping => {
-                    slot = shared
-                        .changed
-                        .wait_timeout(slot, due - now)
-                        .unwrap_or_else(|e| e.into_inner())
-                        .0;
-                }
-                _ => return slot.waiting.take(),
+        let now = Instant::now();
+        if slot.waiting.is_none() {
+            if slot.stopping {
+                return None;
             }
-        } else if slot.stopping {
-            return None;
-        } else {
             slot = shared.changed.wait(slot).unwrap_or_else(|e| e.into_inner());
+            continue;
         }
+        let wake = match due {
+            _ if slot.stopping => None,
+            Some(due) if due > now => Some(due),
+            _ if slot.busy && overdue > now => Some(overdue),
+            _ => None,
+        };
+        let Some(wake) = wake else {
+            return slot.waiting.take();
+        };
+        slot = shared
+            .changed
+            .wait_timeout(slot, wake - now)
+            .unwrap_or_else(|e| e.into_inner())
+            .0;
     }
 }
 
@@ -155,6 +223,8 @@ mod tests {
 
     use super::*;
 
+    const LONG: Duration = Duration::from_secs(3600);
+
     fn view(n: usize) -> Arc<NodeView> {
         Arc::new(NodeView {
             status: StatusDocument {
@@ -165,22 +235,29 @@ mod tests {
         })
     }
 
-    /// A writer whose writes report the document's number and then wait for `release`.
-    fn gated(min_interval: Duration) -> (StatusWriter, mpsc::Receiver<String>, mpsc::Sender<()>) {
+    /// A writer whose writes report the document's number, then wait for `release`.
+    fn gated(
+        min_interval: Duration,
+        max_age: Duration,
+    ) -> (StatusWriter, mpsc::Receiver<String>, mpsc::Sender<()>) {
         let (wrote, written) = mpsc::channel();
         let (release, released) = mpsc::channel::<()>();
-        let writer = StatusWriter::with(min_interval, move |status| {
-            wrote.send(status.differences[0].clone()).unwrap();
-            let _ = released.recv();
-            Ok(())
-        })
+        let writer = StatusWriter::with(
+            min_interval,
+            max_age,
+            Box::new(move |status, _| {
+                wrote.send(status.differences[0].clone()).unwrap();
+                let _ = released.recv();
+                Ok(())
+            }),
+        )
         .unwrap();
         (writer, written, release)
     }
 
     #[test]
     fn the_newest_document_replaces_those_waiting_behind_a_write() {
-        let (writer, written, release) = gated(Duration::ZERO);
+        let (writer, written, release) = gated(Duration::ZERO, LONG);
         writer.submit(view(1));
         assert_eq!(written.recv().unwrap(), "1", "the first goes at once");
         for n in 2..=5 {
@@ -200,7 +277,7 @@ mod tests {
     #[test]
     fn writes_start_at_least_the_interval_apart() {
         let interval = Duration::from_millis(300);
-        let (writer, written, release) = gated(interval);
+        let (writer, written, release) = gated(interval, LONG);
         drop(release); // writes return at once
         let started = Instant::now();
         writer.submit(view(1));
@@ -215,20 +292,93 @@ mod tests {
     }
 
     #[test]
-    fn finish_writes_what_waits_without_waiting_for_the_interval() {
-        let interval = Duration::from_secs(60);
-        let (writer, written, release) = gated(interval);
+    fn finish_writes_what_waits_without_waiting_for_the_interval_or_the_loop() {
+        let (writer, written, release) = gated(LONG, LONG);
         drop(release);
         writer.submit(view(1));
         assert_eq!(written.recv().unwrap(), "1");
+        let busy = writer.busy();
         writer.submit(view(2));
         let finishing = Instant::now();
         writer.finish();
         assert_eq!(written.try_recv().unwrap(), "2", "finish writes what waits");
+        assert!(finishing.elapsed() < LONG, "finish waited");
+        drop(busy);
+    }
+
+    #[test]
+    fn nothing_is_written_while_the_loop_is_busy() {
+        let (writer, written, release) = gated(Duration::ZERO, LONG);
+        drop(release);
+        let busy = writer.busy();
+        writer.submit(view(1));
         assert!(
-            finishing.elapsed() < interval,
-            "finish waited for the interval"
+            written.recv_timeout(Duration::from_millis(300)).is_err(),
+            "written while busy"
         );
+        drop(busy);
+        assert_eq!(
+            written.recv_timeout(Duration::from_secs(10)).unwrap(),
+            "1",
+            "written once idle"
+        );
+    }
+
+    /// A write in steps: it reports each start, then asks `give_way` between steps, the way
+    /// the state directory's write asks between 64 KiB.
+    fn stepped(
+        max_age: Duration,
+        steps: usize,
+    ) -> (StatusWriter, mpsc::Receiver<String>, mpsc::Receiver<String>) {
+        let (started, starts) = mpsc::channel();
+        let (finished, ends) = mpsc::channel();
+        let writer = StatusWriter::with(
+            Duration::ZERO,
+            max_age,
+            Box::new(move |status, give_way| {
+                let n = status.differences[0].clone();
+                started.send(n.clone()).unwrap();
+                for _ in 0..steps {
+                    std::thread::sleep(Duration::from_millis(10));
+                    if give_way() {
+                        return Err(EngineError::Runtime("gave way".into()));
+                    }
+                }
+                finished.send(n).unwrap();
+                Ok(())
+            }),
+        )
+        .unwrap();
+        (writer, starts, ends)
+    }
+
+    #[test]
+    fn a_write_gives_way_when_the_loop_gets_busy_and_starts_over_when_idle() {
+        let (writer, starts, ends) = stepped(LONG, 50);
+        writer.submit(view(1));
+        assert_eq!(starts.recv().unwrap(), "1");
+        let busy = writer.busy();
+        assert!(
+            ends.recv_timeout(Duration::from_secs(2)).is_err(),
+            "the write went on while the loop was busy"
+        );
+        drop(busy);
+        assert_eq!(starts.recv().unwrap(), "1", "started over");
+        assert_eq!(ends.recv().unwrap(), "1", "and finished");
+    }
+
+    #[test]
+    fn an_overdue_file_is_written_even_while_the_loop_stays_busy() {
+        let (writer, starts, ends) = stepped(Duration::from_millis(200), 3);
+        let busy = writer.busy();
+        writer.submit(view(1));
+        assert_eq!(
+            ends.recv_timeout(Duration::from_secs(10)).unwrap(),
+            "1",
+            "written once overdue"
+        );
+        assert_eq!(starts.try_recv().unwrap(), "1", "without giving way");
+        drop(busy);
     }
 
     #[test]
