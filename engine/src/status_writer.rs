@@ -14,7 +14,10 @@
 //!   bounded share of a CPU; the first one after a quiet spell starts at once;
 //! - a file older than [`MAX_AGE`] is written even while the loop is busy, so it never falls
 //!   further behind than that;
-//! - the thread runs under `SCHED_IDLE`;
+//! - the thread runs under `SCHED_IDLE`, and never frees a document: one written or replaced
+//!   goes back to the loop, which frees it at its next hand-over. (Freeing 100,000 allocations
+//!   made by the loop's thread takes the allocator's lock of the loop's arena, and a thread
+//!   that rarely runs must not hold that lock while the loop allocates.)
 //! - [`StatusWriter::finish`] (and dropping the writer) writes what still waits, then stops:
 //!   after `run` ends, the file is its last converge's.
 //!
@@ -61,6 +64,8 @@ struct Shared {
 #[derive(Default)]
 struct Slot {
     waiting: Option<Arc<NodeView>>,
+    /// Documents the writer is done with, for the loop's thread to free.
+    spent: Vec<Arc<NodeView>>,
     busy: bool,
     stopping: bool,
 }
@@ -114,18 +119,21 @@ impl StatusWriter {
                         gave_way.set(yes);
                         yes
                     };
-                    match write(&view.status, &give_way) {
+                    let result = write(&view.status, &give_way);
+                    let mut slot = shared.lock();
+                    match result {
                         Ok(()) => last_written = Instant::now(),
                         Err(_) if gave_way.get() => {
                             debug!("status write gave way to the loop; it starts over when idle");
-                            let mut slot = shared.lock();
-                            if slot.waiting.is_none() {
-                                slot.waiting = Some(view);
-                            }
                             // Starting over is not held to the interval.
                             last_start = None;
                         }
                         Err(e) => error!("status not written: {e}"),
+                    }
+                    if gave_way.get() && slot.waiting.is_none() {
+                        slot.waiting = Some(view);
+                    } else {
+                        slot.spent.push(view);
                     }
                 }
             })
@@ -136,10 +144,16 @@ impl StatusWriter {
         })
     }
 
-    /// Hands a document over; it replaces one still waiting.
+    /// Hands a document over; it replaces one still waiting. Frees, on the caller's thread,
+    /// the one replaced and those the writer is done with.
     pub fn submit(&self, view: Arc<NodeView>) {
-        self.shared.lock().waiting = Some(view);
+        let freed = {
+            let mut slot = self.shared.lock();
+            let replaced = slot.waiting.replace(view);
+            (replaced, std::mem::take(&mut slot.spent))
+        };
         self.shared.changed.notify_one();
+        drop(freed);
     }
 
     /// Marks the loop busy until the guard is dropped.
@@ -379,6 +393,26 @@ mod tests {
         );
         assert_eq!(starts.try_recv().unwrap(), "1", "without giving way");
         drop(busy);
+    }
+
+    #[test]
+    fn documents_are_freed_by_the_thread_that_hands_them_over() {
+        let (writer, written, release) = gated(Duration::ZERO, LONG);
+        drop(release);
+        let first = view(1);
+        let weak = Arc::downgrade(&first);
+        writer.submit(first);
+        assert_eq!(written.recv().unwrap(), "1");
+        let deadline = Instant::now() + Duration::from_secs(10);
+        while writer.shared.lock().spent.is_empty() && Instant::now() < deadline {
+            std::thread::sleep(Duration::from_millis(5));
+        }
+        assert!(
+            weak.upgrade().is_some(),
+            "the writer let go of the last reference on its own thread"
+        );
+        writer.submit(view(2));
+        assert!(weak.upgrade().is_none(), "freed by the next hand-over");
     }
 
     #[test]
