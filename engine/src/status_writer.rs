@@ -119,9 +119,7 @@ impl StatusWriter {
                         gave_way.set(yes);
                         yes
                     };
-                    let result = write(&view.status, &give_way);
-                    let mut slot = shared.lock();
-                    match result {
+                    match write(&view.status, &give_way) {
                         Ok(()) => last_written = Instant::now(),
                         Err(_) if gave_way.get() => {
                             debug!("status write gave way to the loop; it starts over when idle");
@@ -130,6 +128,7 @@ impl StatusWriter {
                         }
                         Err(e) => error!("status not written: {e}"),
                     }
+                    let mut slot = shared.lock();
                     if gave_way.get() && slot.waiting.is_none() {
                         slot.waiting = Some(view);
                     } else {
